@@ -1,0 +1,5 @@
+import sys
+
+from deepx_opt.cli import main
+
+sys.exit(main())
