@@ -1,0 +1,256 @@
+"""The backend protocol, the canonical-op table and the backend registry.
+
+A backend is small (CONVENTIONS §7, after tinygrad's ``ops_cl.py``): it uploads host arrays to its memory,
+runs one canonical op of ``docs/ir.md`` at a time on handles, downloads results and synchronises. Handles
+are opaque: ``numpy.ndarray`` for the ``cpu`` backend, :class:`~deepx_opt.runtime.backends.opencl.CLTensor`
+for OpenCL. Handles are treated as immutable, so a backend may return an input handle unchanged
+(``Identity``) or a view of it (``Reshape``).
+
+Processor names
+---------------
+``cpu``
+    the numpy reference backend.
+``opencl:0``, ``opencl:1``, ...
+    an index into :func:`deepx_opt.runtime.opencl_probe.working_devices`.
+``opencl:<substring>``
+    the first working OpenCL device whose platform or device name contains the substring
+    (case-insensitive), e.g. ``opencl:pthread`` or ``opencl:nvidia``.
+
+Example
+-------
+>>> import numpy as np
+>>> from deepx_opt.runtime.backends import get_backend
+>>> be = get_backend("cpu")
+>>> (y,) = be.run("Relu", [be.upload(np.array([-1.0, 2.0], dtype=np.float32))], {})
+>>> be.download(y).tolist()
+[0.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import threading
+from typing import Any, Sequence
+
+import numpy as np
+
+from deepx_opt.errors import BackendUnavailableError, UnsupportedOpError
+
+__all__ = [
+    "CANONICAL_OPS",
+    "FUSED_ACTIVATION_ATTR",
+    "Backend",
+    "get_backend",
+    "available_backends",
+    "conv_output_hw",
+    "pool_output_hw",
+    "broadcast_shape",
+]
+
+#: Every op type of docs/ir.md's canonical table. Each backend implements all of them.
+CANONICAL_OPS: tuple[str, ...] = (
+    "Conv", "Gemm", "MatMul", "BatchNormalization",
+    "Relu", "Sigmoid", "Tanh", "Identity", "LeakyRelu", "Clip",
+    "Softmax", "LogSoftmax",
+    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
+    "Reshape", "Transpose", "Concat",
+    "Add", "Sub", "Mul", "Div", "Sum",
+    "Pad", "Cast",
+)
+
+#: Optional backend-level extension attribute accepted by ``Conv``, ``Gemm`` and ``MatMul``: ``"Relu"``
+#: applies a ReLU to the op's output inside the same kernel (the executor sets it when a block's main op is
+#: followed by a ``Relu`` that is the only reader of its output). Not part of the IR.
+FUSED_ACTIVATION_ATTR = "fused_activation"
+
+
+class Backend(abc.ABC):
+    """One processor able to run every canonical op.
+
+    Attributes
+    ----------
+    name : str
+        Processor name, e.g. ``"cpu"`` or ``"opencl:0"``.
+    kind : str
+        ``"cpu"``, ``"gpu"``, ``"accelerator"`` or ``"other"``.
+    """
+
+    name: str = "abstract"
+    kind: str = "other"
+
+    @abc.abstractmethod
+    def upload(self, array: np.ndarray) -> Any:
+        """Copy a host array into this backend's memory and return a handle."""
+
+    @abc.abstractmethod
+    def download(self, handle: Any) -> np.ndarray:
+        """Return a host copy (``numpy.ndarray``) of a handle's data."""
+
+    @abc.abstractmethod
+    def run(self, op_type: str, inputs: Sequence[Any], attrs: dict) -> list[Any]:
+        """Run one canonical op (ONNX semantics) on handles; return the output handles.
+
+        ``inputs`` follows the op's input order of docs/ir.md; an absent optional input is ``None``.
+        Raises :class:`~deepx_opt.errors.UnsupportedOpError` for an op type outside :data:`CANONICAL_OPS`.
+        """
+
+    def synchronize(self) -> None:
+        """Block until every op queued so far has finished (no-op for synchronous backends)."""
+
+    @abc.abstractmethod
+    def shape_of(self, handle: Any) -> tuple[int, ...]:
+        """Shape of the tensor behind a handle (no copy)."""
+
+    @abc.abstractmethod
+    def dtype_of(self, handle: Any) -> np.dtype:
+        """dtype of the tensor behind a handle (no copy)."""
+
+    def supports(self, op_type: str, attrs: dict | None = None) -> bool:
+        """Whether :meth:`run` accepts this op type (and these attributes)."""
+        return op_type in CANONICAL_OPS
+
+    def close(self) -> None:
+        """Release device resources (optional)."""
+
+    def _unsupported(self, op_type: str) -> UnsupportedOpError:
+        return UnsupportedOpError(
+            f"backend {self.name!r} has no op {op_type!r}; supported ops: {', '.join(CANONICAL_OPS)}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} ({self.kind})>"
+
+
+# ---------------------------------------------------------------------------------------------- shapes
+
+def conv_output_hw(hw: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+                   pads: Sequence[int], dilations: Sequence[int]) -> tuple[int, int]:
+    """Output (height, width) of a convolution; ``pads`` is ONNX-ordered (top, left, bottom, right)."""
+    out = []
+    for i in range(2):
+        eff = dilations[i] * (kernel[i] - 1) + 1
+        out.append((hw[i] + pads[i] + pads[i + 2] - eff) // strides[i] + 1)
+    return out[0], out[1]
+
+
+def pool_output_hw(hw: Sequence[int], kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int],
+                   dilations: Sequence[int], ceil_mode: int) -> tuple[int, int]:
+    """Output (height, width) of a pooling op, with onnxruntime's ``ceil_mode`` rule.
+
+    In ceil mode the last window is dropped when it would start inside the end padding (as onnxruntime and
+    PyTorch do), so every window overlaps the input or its start padding.
+    """
+    out = []
+    for i in range(2):
+        eff = dilations[i] * (kernel[i] - 1) + 1
+        span = hw[i] + pads[i] + pads[i + 2] - eff
+        if ceil_mode:
+            o = int(math.ceil(span / strides[i])) + 1
+            if (o - 1) * strides[i] >= hw[i] + pads[i]:
+                o -= 1
+        else:
+            o = span // strides[i] + 1
+        out.append(o)
+    return out[0], out[1]
+
+
+def broadcast_shape(*shapes: Sequence[int]) -> tuple[int, ...]:
+    """numpy broadcasting of shapes; raises ``ValueError`` naming the shapes when they do not broadcast."""
+    return tuple(np.broadcast_shapes(*[tuple(s) for s in shapes]))
+
+
+# -------------------------------------------------------------------------------------------- registry
+
+_lock = threading.Lock()
+_instances: dict[str, Backend] = {}
+
+
+def _opencl_devices():
+    from deepx_opt.runtime.opencl_probe import working_devices
+
+    return working_devices()
+
+
+def available_backends() -> list[str]:
+    """Processor names usable on this machine: ``"cpu"`` then ``"opencl:<i>"`` per working device.
+
+    Example
+    -------
+    >>> "cpu" in available_backends()
+    True
+    """
+    names = ["cpu"]
+    try:
+        import pyopencl  # noqa: F401  (lazily: OpenCL is optional)
+    except ImportError:
+        return names
+    names += [f"opencl:{i}" for i in range(len(_opencl_devices()))]
+    return names
+
+
+def _resolve_opencl(spec: str) -> int:
+    devs = _opencl_devices()
+    if spec.isdigit():
+        idx = int(spec)
+        if idx < len(devs):
+            return idx
+    else:
+        for i, d in enumerate(devs):
+            if spec.lower() in d.label.lower():
+                return i
+    listing = "; ".join(f"opencl:{i} = {d.label}" for i, d in enumerate(devs)) or "no working OpenCL device"
+    raise BackendUnavailableError(
+        f"no OpenCL device matches {spec!r}; this machine has: cpu; {listing}"
+    )
+
+
+def canonical_processor_name(name: str) -> str:
+    """Map a processor name (``cpu``, ``numpy``, ``opencl:0``, ``opencl:<substring>``) to its canonical form."""
+    key = name.strip()
+    if key in ("cpu", "numpy"):
+        return "cpu"
+    if key.startswith("opencl"):
+        try:
+            import pyopencl  # noqa: F401
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"processor {name!r} needs pyopencl, which cannot be imported ({exc}); available: cpu"
+            ) from exc
+        spec = key[len("opencl"):].lstrip(":") or "0"
+        return f"opencl:{_resolve_opencl(spec)}"
+    raise BackendUnavailableError(
+        f"unknown processor {name!r}; available on this machine: {', '.join(available_backends())}"
+    )
+
+
+def get_backend(name: str, **options: Any) -> Backend:
+    """Return the backend for a processor name.
+
+    Without ``options`` the instance is shared (one per processor and process), so programs, caches and
+    uploaded weights are reused. With options (``threads=2``, ``gemm_variant="tiled"``, ...) a new
+    instance is built.
+
+    Raises
+    ------
+    BackendUnavailableError
+        for a processor this machine does not have; the message lists those it has.
+    """
+    canon = canonical_processor_name(name)
+    if not options:
+        with _lock:
+            inst = _instances.get(canon)
+            if inst is None:
+                inst = _instances[canon] = _build(canon)
+            return inst
+    return _build(canon, **options)
+
+
+def _build(canon: str, **options: Any) -> Backend:
+    if canon == "cpu":
+        from deepx_opt.runtime.backends.numpy_backend import NumpyBackend
+
+        return NumpyBackend(**options)
+    from deepx_opt.runtime.backends.opencl import OpenCLBackend
+
+    return OpenCLBackend(int(canon.split(":", 1)[1]), **options)
