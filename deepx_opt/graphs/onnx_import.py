@@ -296,7 +296,7 @@ def load_onnx(
     counter = [0]
     for node in nodes:
         if node.domain not in ("", "ai.onnx"):
-            get_lowering(node.op_type, node.domain, opset, node.name)  # raises with the right message
+            _lowering_or_hint(node, opset, nodes, tensors)  # raises with the right message
         ins = [i for i in node.input if i]
         all_const = all(i in weights for i in ins)
         shape_only = node.op_type in ("Shape", "Size") and ins and ins[0] in tensors
@@ -315,7 +315,7 @@ def load_onnx(
                     val = numpy_helper.to_array(a.t).reshape(-1)
             weights[node.output[0]] = np.full(tuple(int(d) for d in shape_arr), val[0], dtype=val.dtype)
             continue
-        lower = get_lowering(node.op_type, node.domain, opset, node.name)
+        lower = _lowering_or_hint(node, opset, nodes, tensors)
         for i in ins:
             if i not in tensors and i not in weights:
                 raise ShapeInferenceError(f"{node.op_type} node {node.name!r}: input {i!r} is not produced by any node")
@@ -348,6 +348,20 @@ def load_onnx(
         opset=opset,
         notes=notes,
     )
+
+
+def _lowering_or_hint(node: onnx.NodeProto, opset: int, nodes: list[onnx.NodeProto], tensors: dict[str, TensorInfo]):
+    """The node's lowering; when there is none, say where the graph could be cut to do without it."""
+    try:
+        return get_lowering(node.op_type, node.domain, opset, node.name)
+    except UnsupportedOpError as exc:
+        if node.domain not in ("", "ai.onnx") or not any(n.domain == "ai.onnx.ml" for n in nodes):
+            raise
+        cut = next((i for i in node.input if i in tensors), None)
+        raise UnsupportedOpError(
+            f"{exc}. The model ends in ai.onnx.ml post-processing ops (as skl2onnx appends): cut the graph before"
+            f" them with --output NAME{f' (e.g. --output {cut})' if cut else ''}; API: load_onnx(..., outputs=[NAME])"
+        ) from None
 
 
 def _cross_check_shapes(proto: onnx.ModelProto, tensors: dict[str, TensorInfo], notes: list[str]) -> None:
