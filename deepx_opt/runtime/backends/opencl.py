@@ -1,0 +1,593 @@
+"""OpenCL backend (pyopencl): one instance per OpenCL device, processor names ``opencl:<i>``.
+
+Programs are built once per context and cached (a build failure raises
+:class:`~deepx_opt.errors.BackendError` carrying the first lines of the build log). The GEMM kernel is
+chosen by device type: register-blocked ``float16`` for CPU-like devices (PoCL), local-memory tiled for
+GPUs; ``gemm_variant=`` overrides. Convolution is im2col + GEMM with bias and ReLU fused into the GEMM
+store, 1×1 stride-1 convolutions skip im2col, depthwise convolutions run a direct kernel.
+
+On CPU devices, host arrays are wrapped with ``USE_HOST_PTR`` (zero copy): an uploaded array must not be
+modified afterwards. An instance is driven by one host thread at a time (it owns an in-order queue and a
+reused im2col scratch buffer).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from deepx_opt.errors import BackendError, BackendUnavailableError, InputError, UnsupportedOpError
+from deepx_opt.runtime.backends import opencl_kernels as K
+from deepx_opt.runtime.backends.base import (
+    CANONICAL_OPS,
+    FUSED_ACTIVATION_ATTR,
+    Backend,
+    conv_output_hw,
+    pool_output_hw,
+)
+
+try:
+    import pyopencl as cl
+except ImportError as _exc:  # kept for the message
+    cl = None
+    _IMPORT_ERROR: ImportError | None = _exc
+else:
+    _IMPORT_ERROR = None
+
+__all__ = ["CLTensor", "OpenCLBackend"]
+
+_CTYPES = {
+    "float32": "float", "float64": "double", "int64": "long", "int32": "int", "int16": "short",
+    "int8": "char", "uint8": "uchar", "uint16": "ushort", "uint32": "uint", "uint64": "ulong", "bool": "uchar",
+}
+_MAXR = 6
+_FLOAT_ONLY = {
+    "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "Softmax",
+    "LogSoftmax", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
+}
+
+_lock = threading.Lock()
+_contexts: dict[int, Any] = {}
+_programs: dict[tuple, Any] = {}
+
+
+@dataclass(eq=False)
+class CLTensor:
+    """Handle of the OpenCL backend: a device buffer with a shape and dtype.
+
+    ``host`` keeps a zero-copy host array alive; ``derived`` caches forms computed from this (immutable)
+    tensor, such as the transposed weight of a ``Gemm(transB=1)``.
+    """
+
+    buf: Any
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    host: np.ndarray | None = None
+    derived: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+
+def _ceil_to(n: int, m: int) -> int:
+    return max(m, (n + m - 1) // m * m)
+
+
+def _contiguous_strides(shape: Sequence[int]) -> list[int]:
+    strides, acc = [], 1
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= int(d)
+    return strides[::-1]
+
+
+class OpenCLBackend(Backend):
+    """Backend for one working OpenCL device.
+
+    Parameters
+    ----------
+    device_index : int
+        Index into :func:`deepx_opt.runtime.opencl_probe.working_devices` (processor ``opencl:<index>``).
+    gemm_variant : {"blocked", "tiled"}, optional
+        GEMM kernel; default ``"tiled"`` on GPUs and ``"blocked"`` otherwise.
+    zero_copy : bool, optional
+        Wrap uploaded arrays with ``USE_HOST_PTR``; default True on CPU devices.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> be = OpenCLBackend(0)                                   # doctest: +SKIP
+    >>> a, b = be.upload(np.eye(3, dtype=np.float32)), be.upload(np.ones((3, 2), np.float32))  # doctest: +SKIP
+    >>> be.download(be.run("MatMul", [a, b], {})[0]).sum()     # doctest: +SKIP
+    6.0
+    """
+
+    def __init__(self, device_index: int = 0, *, gemm_variant: str | None = None,
+                 zero_copy: bool | None = None) -> None:
+        if cl is None:
+            raise BackendUnavailableError(f"the OpenCL backend needs pyopencl, which failed to import: {_IMPORT_ERROR}")
+        from deepx_opt.runtime.opencl_probe import working_devices
+
+        devs = working_devices()
+        if not 0 <= device_index < len(devs):
+            listing = ", ".join(f"opencl:{i} ({d.label})" for i, d in enumerate(devs)) or "none"
+            raise BackendUnavailableError(f"no OpenCL device opencl:{device_index}; working devices: {listing}")
+        info = devs[device_index]
+        self.info = info
+        self.name = f"opencl:{device_index}"
+        self.kind = info.device_type
+        self.device = cl.get_platforms()[info.platform_index].get_devices()[info.device_index]
+        with _lock:
+            ctx = _contexts.get(device_index)
+            if ctx is None:
+                ctx = _contexts[device_index] = cl.Context([self.device])
+        self.ctx = ctx
+        self.queue = cl.CommandQueue(ctx)
+        if gemm_variant is None:
+            gemm_variant = "tiled" if self.kind == "gpu" else "blocked"
+        if gemm_variant not in ("blocked", "tiled"):
+            raise BackendError(f"gemm_variant must be 'blocked' or 'tiled', got {gemm_variant!r}")
+        self.gemm_variant = gemm_variant
+        self.zero_copy = (self.kind == "cpu") if zero_copy is None else bool(zero_copy)
+        self._kernels: dict[tuple, Any] = {}
+        self._scratch = None
+        self._ops = {
+            "Conv": self._conv, "Gemm": self._gemm, "MatMul": self._matmul,
+            "BatchNormalization": self._batchnorm, "Relu": self._unary, "Sigmoid": self._unary,
+            "Tanh": self._unary, "LeakyRelu": self._unary, "Clip": self._unary, "Identity": lambda i, a: [i[0]],
+            "Softmax": self._softmax, "LogSoftmax": self._softmax, "MaxPool": self._pool,
+            "AveragePool": self._pool, "GlobalAveragePool": self._gpool, "GlobalMaxPool": self._gpool,
+            "LRN": self._lrn, "Reshape": self._reshape, "Transpose": self._transpose, "Concat": self._concat,
+            "Add": self._binary, "Sub": self._binary, "Mul": self._binary, "Div": self._binary,
+            "Sum": self._sum, "Pad": self._pad, "Cast": self._cast,
+        }
+
+    # ------------------------------------------------------------------------------ programs, kernels
+    def _program(self, key: str, src: str, options: tuple[str, ...] = ()):
+        ck = (int(self.ctx.int_ptr), key, options)
+        with _lock:
+            prg = _programs.get(ck)
+        if prg is not None:
+            return prg
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                prg = cl.Program(self.ctx, src).build(options=list(options))
+        except cl.Error as exc:
+            log = str(exc).strip().splitlines()
+            head = "\n".join(line for line in log[:25])
+            raise BackendError(
+                f"OpenCL program {key!r} failed to build on {self.name} ({self.info.label}), options "
+                f"{list(options)}:\n{head}"
+            ) from exc
+        with _lock:
+            _programs[ck] = prg
+        return prg
+
+    def _kernel(self, prog_key: str, name: str, argtypes: Sequence[Any], ctype: str | None = None,
+                src_dst: tuple[str, str, bool] | None = None):
+        kk = (prog_key, name, ctype, src_dst)
+        knl = self._kernels.get(kk)
+        if knl is not None:
+            return knl
+        if prog_key == "gemm":
+            src = K.GEMM_BLOCKED if self.gemm_variant == "blocked" else K.GEMM_TILED
+            prg = self._program(f"gemm-{self.gemm_variant}", src)
+        elif prog_key == "float":
+            prg = self._program("float", K.FLOAT_OPS)
+        elif prog_key == "generic":
+            opts = [f"-DT={ctype}"]
+            if ctype == "double":
+                opts.insert(0, "-DUSE_FP64")
+            prg = self._program("generic", _fp64_pragma(ctype) + K.GENERIC_OPS, tuple(opts))
+        elif prog_key == "cast":
+            s, d, to_bool = src_dst
+            opts = (f"-DSRC={s}", f"-DDST={d}") + (("-DTO_BOOL",) if to_bool else ())
+            prg = self._program("cast", _fp64_pragma(s, d) + K.CAST, opts)
+        else:  # pragma: no cover - internal
+            raise BackendError(f"unknown OpenCL program {prog_key!r}")
+        knl = cl.Kernel(prg, name)
+        knl.set_scalar_arg_dtypes(list(argtypes))
+        self._kernels[kk] = knl
+        return knl
+
+    def _launch1d(self, knl, n: int, *args) -> None:
+        knl(self.queue, (_ceil_to(n, 64),), None, *args)
+
+    # --------------------------------------------------------------------------------- memory
+    def _empty(self, shape: Sequence[int], dtype=np.float32) -> CLTensor:
+        dtype = np.dtype(dtype)
+        shape = tuple(int(d) for d in shape)
+        nbytes = max(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, 4)
+        return CLTensor(cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, nbytes), shape, dtype)
+
+    def upload(self, array: np.ndarray) -> CLTensor:
+        arr = np.asarray(array)
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        if arr.dtype.name not in _CTYPES:
+            raise InputError(f"cannot upload dtype {arr.dtype} to {self.name}; supported: {sorted(_CTYPES)}")
+        arr = np.require(arr, requirements=["C", "A"])
+        mf = cl.mem_flags
+        if arr.nbytes == 0:
+            return self._empty(arr.shape, arr.dtype)
+        if self.zero_copy:
+            buf = cl.Buffer(self.ctx, mf.READ_ONLY | mf.USE_HOST_PTR, hostbuf=arr)
+            return CLTensor(buf, tuple(arr.shape), arr.dtype, host=arr)
+        buf = cl.Buffer(self.ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=arr)
+        return CLTensor(buf, tuple(arr.shape), arr.dtype)
+
+    def download(self, handle: CLTensor) -> np.ndarray:
+        out = np.empty(handle.shape, dtype=handle.dtype)
+        if out.nbytes:
+            cl.enqueue_copy(self.queue, out, handle.buf)
+        return out
+
+    def synchronize(self) -> None:
+        self.queue.finish()
+
+    def shape_of(self, handle: CLTensor) -> tuple[int, ...]:
+        return handle.shape
+
+    def dtype_of(self, handle: CLTensor) -> np.dtype:
+        return handle.dtype
+
+    def _meta(self, values: Sequence[int]):
+        arr = np.asarray(values, dtype=np.int32)
+        return cl.Buffer(self.ctx, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=arr)
+
+    # --------------------------------------------------------------------------------------- run
+    def supports(self, op_type: str, attrs: dict | None = None) -> bool:
+        return op_type in CANONICAL_OPS
+
+    def run(self, op_type: str, inputs: Sequence[Any], attrs: dict) -> list[CLTensor]:
+        fn = self._ops.get(op_type)
+        if fn is None:
+            raise self._unsupported(op_type)
+        if op_type in _FLOAT_ONLY:
+            for h in inputs:
+                if h is not None and h.dtype != np.float32:
+                    raise UnsupportedOpError(
+                        f"{op_type} on {self.name} takes float32 tensors only, got {h.dtype} "
+                        f"(shape {h.shape}); cast first"
+                    )
+        if op_type in ("Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "Softmax", "LogSoftmax", "MaxPool",
+                       "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Add", "Sub", "Mul", "Div"):
+            return fn(inputs, attrs, op_type)
+        return fn(inputs, attrs)
+
+    # ----------------------------------------------------------------------------------- GEMM core
+    def _gemm_call(self, M: int, N: int, Kd: int, a: CLTensor, a_off: int, lda: int,
+                   b: CLTensor, b_off: int, ldb: int, c: CLTensor, c_off: int, ldc: int,
+                   bias: CLTensor | None = None, bias_off: int = 0, bias_sm: int = 0, bias_sn: int = 0,
+                   alpha: float = 1.0, beta: float = 1.0, relu: bool = False) -> None:
+        i32, f32 = np.int32, np.float32
+        knl = self._kernel("gemm", "gemm", [i32, i32, i32, None, i32, i32, None, i32, i32, None, i32, i32,
+                                            None, i32, i32, i32, i32, f32, f32, i32])
+        if self.gemm_variant == "blocked":
+            tm = 6
+            gsize, lsize = ((N + 15) // 16, (M + tm - 1) // tm), None
+        else:
+            gsize, lsize = (_ceil_to(N, 32), _ceil_to(M, 32) // 4), (32, 4)
+        bias_buf = bias.buf if bias is not None else a.buf
+        knl(self.queue, gsize, lsize, M, N, Kd, a.buf, a_off, lda, b.buf, b_off, ldb, c.buf, c_off, ldc,
+            bias_buf, bias_off, bias_sm, bias_sn, int(bias is not None), alpha, beta, int(relu))
+
+    def _transposed2d(self, t: CLTensor) -> CLTensor:
+        """Transpose of a 2-D tensor, cached on the tensor (weights are transposed once)."""
+        cached = t.derived.get("T")
+        if cached is None:
+            cached = self._transpose([t], {"perm": (1, 0)})[0]
+            t.derived["T"] = cached
+        return cached
+
+    def _gemm(self, inputs, attrs):
+        a, b = inputs[0], inputs[1]
+        c = inputs[2] if len(inputs) > 2 else None
+        if attrs.get("transA", 0):
+            a = self._transposed2d(a)
+        if attrs.get("transB", 0):
+            b = self._transposed2d(b)
+        M, Kd = a.shape
+        Kb, N = b.shape
+        if Kb != Kd:
+            raise InputError(f"Gemm inner dimensions differ: A {a.shape} vs B {b.shape} on {self.name}")
+        out = self._empty((M, N))
+        beta = float(attrs.get("beta", 1.0))
+        sm = sn = 0
+        if c is not None:
+            cs = c.shape
+            if len(cs) > 2 or not all(d in (1, t) for d, t in zip(cs[::-1], (N, M))):
+                raise InputError(f"Gemm C of shape {cs} does not broadcast to {(M, N)}")
+            if len(cs) >= 1 and cs[-1] > 1:
+                sn = 1
+            if len(cs) == 2 and cs[0] > 1:
+                sm = cs[-1]
+        self._gemm_call(M, N, Kd, a, 0, Kd, b, 0, N, out, 0, N, c if (c is not None and beta != 0.0) else None,
+                        0, sm, sn, float(attrs.get("alpha", 1.0)), beta,
+                        attrs.get(FUSED_ACTIVATION_ATTR) == "Relu")
+        return [out]
+
+    def _matmul(self, inputs, attrs):
+        a, b = inputs[0], inputs[1]
+        ash, bsh = list(a.shape), list(b.shape)
+        a_vec, b_vec = len(ash) == 1, len(bsh) == 1
+        if a_vec:
+            ash = [1] + ash
+        if b_vec:
+            bsh = bsh + [1]
+        M, Kd = ash[-2:]
+        Kb, N = bsh[-2:]
+        if Kb != Kd:
+            raise InputError(f"MatMul inner dimensions differ: {a.shape} vs {b.shape} on {self.name}")
+        batch = tuple(np.broadcast_shapes(tuple(ash[:-2]), tuple(bsh[:-2])))
+        out = self._empty(batch + (M, N))
+        relu = attrs.get(FUSED_ACTIVATION_ATTR) == "Relu"
+
+        def bstrides(shape, mat):
+            full = [1] * (len(batch) - len(shape)) + list(shape)
+            st = _contiguous_strides(full + [1])[:-1]
+            return [s * mat if d > 1 else 0 for d, s in zip(full, st)]
+
+        sa, sb = bstrides(ash[:-2], M * Kd), bstrides(bsh[:-2], Kd * N)
+        for idx in np.ndindex(*batch) if batch else [()]:
+            ao = sum(i * s for i, s in zip(idx, sa))
+            bo = sum(i * s for i, s in zip(idx, sb))
+            oo = int(np.ravel_multi_index(idx, batch)) * M * N if batch else 0
+            self._gemm_call(M, N, Kd, a, ao, Kd, b, bo, N, out, oo, N, relu=relu)
+        shape = batch + ((M,) if not a_vec else ()) + ((N,) if not b_vec else ())
+        out.shape = shape
+        return [out]
+
+    # ------------------------------------------------------------------------------------ conv
+    def _scratch_buf(self, nbytes: int):
+        if self._scratch is None or self._scratch.size < nbytes:
+            self._scratch = cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, max(nbytes, 4))
+        return self._scratch
+
+    def _conv(self, inputs, attrs):
+        x, w = inputs[0], inputs[1]
+        b = inputs[2] if len(inputs) > 2 else None
+        if len(x.shape) != 4:
+            raise InputError(f"Conv on {self.name} needs a 4-D NCHW input, got shape {x.shape}")
+        n, c, h, wd = x.shape
+        cout, cg, kh, kw = w.shape
+        g = int(attrs["group"])
+        sh, sw = (int(s) for s in attrs["strides"])
+        dh, dw = (int(d) for d in attrs["dilations"])
+        pads = [int(p) for p in attrs["pads"]]
+        oh, ow = conv_output_hw((h, wd), (kh, kw), (sh, sw), pads, (dh, dw))
+        relu = attrs.get(FUSED_ACTIVATION_ATTR) == "Relu"
+        out = self._empty((n, cout, oh, ow))
+        i32 = np.int32
+        if g == c and cg == 1 and cout % c == 0:
+            knl = self._kernel("float", "dwconv", [None, None, None, None] + [i32] * 17)
+            total = n * cout * oh * ow
+            self._launch1d(knl, total, out.buf, x.buf, w.buf, (b if b is not None else w).buf, int(b is not None),
+                           c, h, wd, oh, ow, kh, kw, sh, sw, pads[0], pads[1], dh, dw, cout // c, int(relu), total)
+            return [out]
+        ohw = oh * ow
+        cog = cout // g
+        kdim = cg * kh * kw
+        direct = g == 1 and kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
+        if not direct:
+            cols_t = CLTensor(self._scratch_buf(c * kh * kw * ohw * 4), (c * kh * kw, ohw), np.dtype(np.float32))
+            im2col = self._kernel("float", "im2col", [None, None] + [i32] * 15)
+        for i in range(n):
+            if direct:
+                src, src_off = x, i * c * h * wd
+            else:
+                total = c * kh * kw * ohw
+                self._launch1d(im2col, total, cols_t.buf, x.buf, i * c * h * wd, c, h, wd, oh, ow, kh, kw,
+                               sh, sw, pads[0], pads[1], dh, dw, total)
+                src, src_off = cols_t, 0
+            for gi in range(g):
+                self._gemm_call(cog, ohw, kdim, w, gi * cog * kdim, kdim, src, src_off + gi * kdim * ohw, ohw,
+                                out, (i * cout + gi * cog) * ohw, ohw, b, gi * cog, 1, 0, 1.0, 1.0, relu)
+        return [out]
+
+    # ------------------------------------------------------------------------------ other float ops
+    def _unary(self, inputs, attrs, op_type):
+        x = inputs[0]
+        code = {"Relu": 0, "Sigmoid": 1, "Tanh": 2, "LeakyRelu": 3, "Clip": 4}[op_type]
+        p0 = p1 = 0.0
+        if op_type == "LeakyRelu":
+            p0 = float(attrs["alpha"])
+        elif op_type == "Clip":
+            p0, p1 = float(attrs.get("min", -np.inf)), float(attrs.get("max", np.inf))
+        out = self._empty(x.shape)
+        knl = self._kernel("float", "unary", [None, None, np.int32, np.float32, np.float32, np.int32])
+        self._launch1d(knl, x.size, out.buf, x.buf, code, p0, p1, x.size)
+        return [out]
+
+    def _batchnorm(self, inputs, attrs):
+        x, scale, bias, mean, var = inputs[:5]
+        out = self._empty(x.shape)
+        hw = int(np.prod(x.shape[2:], dtype=np.int64))
+        knl = self._kernel("float", "batchnorm", [None] * 6 + [np.float32, np.int32, np.int32, np.int32])
+        self._launch1d(knl, x.size, out.buf, x.buf, scale.buf, bias.buf, mean.buf, var.buf,
+                       float(attrs["epsilon"]), x.shape[1], hw, x.size)
+        return [out]
+
+    def _softmax(self, inputs, attrs, op_type):
+        x = inputs[0]
+        axis = int(attrs["axis"])
+        shape = x.shape
+        outer = int(np.prod(shape[:axis], dtype=np.int64))
+        if attrs.get("legacy", False):
+            dim, inner = int(np.prod(shape[axis:], dtype=np.int64)), 1
+        else:
+            dim, inner = int(shape[axis]), int(np.prod(shape[axis + 1:], dtype=np.int64))
+        out = self._empty(shape)
+        knl = self._kernel("float", "softmax", [None, None, np.int32, np.int32, np.int32, np.int32])
+        self._launch1d(knl, outer * inner, out.buf, x.buf, dim, inner, int(op_type == "LogSoftmax"), outer * inner)
+        return [out]
+
+    def _pool(self, inputs, attrs, op_type):
+        x = inputs[0]
+        if len(x.shape) != 4:
+            raise InputError(f"{op_type} on {self.name} needs a 4-D NCHW input, got shape {x.shape}")
+        n, c, h, w = x.shape
+        kh, kw = (int(k) for k in attrs["kernel_shape"])
+        sh, sw = (int(s) for s in attrs["strides"])
+        pads = [int(p) for p in attrs["pads"]]
+        is_max = op_type == "MaxPool"
+        dh, dw = (int(d) for d in attrs.get("dilations", (1, 1))) if is_max else (1, 1)
+        oh, ow = pool_output_hw((h, w), (kh, kw), (sh, sw), pads, (dh, dw), int(attrs.get("ceil_mode", 0)))
+        mode = 0 if is_max else (2 if int(attrs.get("count_include_pad", 0)) else 1)
+        out = self._empty((n, c, oh, ow))
+        knl = self._kernel("float", "pool2d", [None, None] + [np.int32] * 16)
+        total = n * c * oh * ow
+        self._launch1d(knl, total, out.buf, x.buf, h, w, oh, ow, kh, kw, sh, sw, *pads, dh, dw, mode, total)
+        return [out]
+
+    def _gpool(self, inputs, attrs, op_type):
+        x = inputs[0]
+        nc = int(x.shape[0] * x.shape[1])
+        hw = int(np.prod(x.shape[2:], dtype=np.int64))
+        out = self._empty(tuple(x.shape[:2]) + (1,) * (len(x.shape) - 2))
+        knl = self._kernel("float", "gpool", [None, None, np.int32, np.int32, np.int32])
+        self._launch1d(knl, nc, out.buf, x.buf, hw, int(op_type == "GlobalMaxPool"), nc)
+        return [out]
+
+    def _lrn(self, inputs, attrs):
+        x = inputs[0]
+        hw = int(np.prod(x.shape[2:], dtype=np.int64))
+        out = self._empty(x.shape)
+        knl = self._kernel("float", "lrn", [None, None, np.int32, np.int32, np.int32, np.float32, np.float32,
+                                            np.float32, np.int32])
+        self._launch1d(knl, x.size, out.buf, x.buf, x.shape[1], hw, int(attrs["size"]), float(attrs["alpha"]),
+                       float(attrs["beta"]), float(attrs["bias"]), x.size)
+        return [out]
+
+    # ------------------------------------------------------------------------ generic (any dtype)
+    def _ctype(self, dtype: np.dtype) -> str:
+        ct = _CTYPES.get(np.dtype(dtype).name)
+        if ct is None:
+            raise UnsupportedOpError(f"dtype {dtype} is not supported on {self.name}; supported: {sorted(_CTYPES)}")
+        return ct
+
+    def _binary(self, inputs, attrs, op_type):
+        a, b = inputs[0], inputs[1]
+        if a.dtype != b.dtype:
+            raise InputError(f"{op_type} operands differ in dtype ({a.dtype} vs {b.dtype}) on {self.name}")
+        return [self._binary_op(a, b, {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}[op_type])]
+
+    def _binary_op(self, a: CLTensor, b: CLTensor, code: int) -> CLTensor:
+        ct = self._ctype(a.dtype)
+        i32 = np.int32
+        shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+        out = self._empty(shape, a.dtype)
+        n = out.size
+        if a.shape == b.shape:
+            knl = self._kernel("generic", "binary_same", [None, None, None, i32, i32], ctype=ct)
+            self._launch1d(knl, n, out.buf, a.buf, b.buf, code, n)
+            return out
+        rank = len(shape)
+        if rank > _MAXR:
+            raise UnsupportedOpError(f"broadcasting beyond rank {_MAXR} on {self.name}: {a.shape} vs {b.shape}")
+
+        def bst(s):
+            full = (1,) * (rank - len(s)) + tuple(s)
+            st = _contiguous_strides(full)
+            return [0 if d == 1 else x for d, x in zip(full, st)]
+
+        pad = [0] * (_MAXR - rank)
+        meta = list(shape) + pad + bst(a.shape) + pad + bst(b.shape) + pad
+        knl = self._kernel("generic", "binary", [None, None, None, i32, i32, None, i32], ctype=ct)
+        self._launch1d(knl, n, out.buf, a.buf, b.buf, code, rank, self._meta(meta), n)
+        return out
+
+    def _sum(self, inputs, attrs):
+        acc = inputs[0]
+        for t in inputs[1:]:
+            acc = self._binary_op(acc, t, 0)
+        return [acc]
+
+    def _reshape(self, inputs, attrs):
+        x = inputs[0]
+        shape = tuple(int(d) for d in attrs["shape"])
+        if int(np.prod(shape, dtype=np.int64)) != x.size:
+            raise InputError(f"Reshape of {x.shape} to {shape}: element counts differ")
+        return [CLTensor(x.buf, shape, x.dtype, host=x.host)]
+
+    def _transpose(self, inputs, attrs):
+        x = inputs[0]
+        perm = [int(p) for p in attrs["perm"]]
+        rank = len(x.shape)
+        if rank > _MAXR:
+            raise UnsupportedOpError(f"Transpose beyond rank {_MAXR} on {self.name}: shape {x.shape}")
+        oshape = tuple(x.shape[p] for p in perm)
+        st = _contiguous_strides(x.shape)
+        pad = [0] * (_MAXR - rank)
+        meta = list(oshape) + pad + [st[p] for p in perm] + pad
+        out = self._empty(oshape, x.dtype)
+        knl = self._kernel("generic", "permute", [None, None, np.int32, None, np.int32], ctype=self._ctype(x.dtype))
+        self._launch1d(knl, out.size, out.buf, x.buf, rank, self._meta(meta), out.size)
+        return [out]
+
+    def _concat(self, inputs, attrs):
+        axis = int(attrs["axis"])
+        first = inputs[0]
+        shape = list(first.shape)
+        shape[axis] = sum(int(t.shape[axis]) for t in inputs)
+        out = self._empty(shape, first.dtype)
+        inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+        total_cols = shape[axis] * inner
+        knl = self._kernel("generic", "copy2d", [None, None, np.int32, np.int32, np.int32, np.int32],
+                           ctype=self._ctype(first.dtype))
+        off = 0
+        for t in inputs:
+            if t.dtype != first.dtype:
+                raise InputError(f"Concat inputs differ in dtype ({first.dtype} vs {t.dtype}) on {self.name}")
+            cols = int(t.shape[axis]) * inner
+            if t.size:
+                self._launch1d(knl, t.size, out.buf, t.buf, cols, total_cols, off, t.size)
+            off += cols
+        return [out]
+
+    def _pad(self, inputs, attrs):
+        x = inputs[0]
+        pads = [int(p) for p in attrs["pads"]]
+        rank = len(x.shape)
+        if len(pads) != 2 * rank:
+            raise InputError(f"Pad needs {2 * rank} pads for a rank-{rank} input, got {pads}")
+        if rank > _MAXR:
+            raise UnsupportedOpError(f"Pad beyond rank {_MAXR} on {self.name}: shape {x.shape}")
+        mode = {"constant": 0, "reflect": 1, "edge": 2}.get(attrs.get("mode", "constant"))
+        if mode is None:
+            raise InputError(f"Pad mode {attrs.get('mode')!r} is not one of 'constant', 'reflect', 'edge'")
+        oshape = tuple(d + pads[i] + pads[i + rank] for i, d in enumerate(x.shape))
+        pad = [0] * (_MAXR - rank)
+        meta = (list(oshape) + pad + list(x.shape) + pad + _contiguous_strides(x.shape) + pad
+                + pads[:rank] + pad)
+        out = self._empty(oshape, x.dtype)
+        knl = self._kernel("generic", "pad", [None, None, np.int32, None, np.int32, np.float32, np.int32],
+                           ctype=self._ctype(x.dtype))
+        self._launch1d(knl, out.size, out.buf, x.buf, rank, self._meta(meta), mode,
+                       float(attrs.get("value", 0.0)), out.size)
+        return [out]
+
+    def _cast(self, inputs, attrs):
+        x = inputs[0]
+        to = np.dtype(attrs["to"])
+        if to == x.dtype:
+            return [x]
+        src, dst = self._ctype(x.dtype), self._ctype(to)
+        out = self._empty(x.shape, to)
+        knl = self._kernel("cast", "cast", [None, None, np.int32], src_dst=(src, dst, to == np.bool_))
+        self._launch1d(knl, x.size, out.buf, x.buf, x.size)
+        return [out]
+
+
+def _fp64_pragma(*ctypes: str | None) -> str:
+    return "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n" if "double" in ctypes else ""

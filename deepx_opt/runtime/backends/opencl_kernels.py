@@ -1,0 +1,360 @@
+"""OpenCL C sources of the OpenCL backend (kept apart from the host code so both stay readable).
+
+Three programs:
+
+* ``GEMM_BLOCKED`` — register-blocked GEMM for CPU-like devices (PoCL): each work-item owns ``TM`` rows ×
+  16 columns held in ``float16`` vectors, so the inner loop is one vector load of B and ``TM`` broadcast FMAs.
+  GPU-style local-memory tiling is several times slower on PoCL (docs/opencl.md).
+* ``GEMM_TILED`` — 32×32 local-memory tiles, 8 outputs per work-item, for GPUs.
+* ``FLOAT_OPS`` — float32 compute kernels (im2col, depthwise conv, pooling, LRN, softmax, BN, unary ops).
+* ``GENERIC_OPS`` — data-movement and arithmetic kernels templated on the element type ``T``
+  (broadcasting binary ops, permute, 2-D block copy for Concat, Pad) and ``CAST`` (``SRC`` → ``DST``).
+
+Both GEMM kernels compute ``C[m, n] = act(alpha · Σ_k A[m, k] B[k, n] + beta · bias[m·bias_sm + n·bias_sn])``
+with row-major A (lda), B (ldb), C (ldc) at element offsets, so bias-add and ReLU are fused into the GEMM.
+"""
+
+GEMM_ARGS = """
+    const int M, const int N, const int K,
+    __global const float *A, const int a_off, const int lda,
+    __global const float *B, const int b_off, const int ldb,
+    __global float *C, const int c_off, const int ldc,
+    __global const float *bias, const int bias_off, const int bias_sm, const int bias_sn, const int has_bias,
+    const float alpha, const float beta, const int relu
+"""
+
+GEMM_EPILOGUE = """
+inline void store_out(__global float *C, int idx, float v, __global const float *bias, int bidx,
+                      int has_bias, float alpha, float beta, int relu) {
+    v *= alpha;
+    if (has_bias) v += beta * bias[bidx];
+    if (relu) v = fmax(v, 0.0f);
+    C[idx] = v;
+}
+"""
+
+GEMM_BLOCKED = GEMM_EPILOGUE + """
+#ifndef TM
+#define TM 6
+#endif
+__kernel void gemm(""" + GEMM_ARGS + """) {
+    const int cb = get_global_id(0) * 16;
+    const int rb = get_global_id(1) * TM;
+    if (cb >= N || rb >= M) return;
+    const int rows = min(TM, M - rb);
+    int roff[TM];
+    for (int i = 0; i < TM; ++i) roff[i] = a_off + (rb + min(i, rows - 1)) * lda;
+    float16 acc[TM];
+    for (int i = 0; i < TM; ++i) acc[i] = (float16)(0.0f);
+    __global const float *Bb = B + b_off + cb;
+    if (cb + 16 <= N) {
+        for (int k = 0; k < K; ++k) {
+            const float16 bv = vload16(0, Bb + k * ldb);
+            #pragma unroll
+            for (int i = 0; i < TM; ++i) acc[i] = fma((float16)(A[roff[i] + k]), bv, acc[i]);
+        }
+    } else {
+        const int ncols = N - cb;
+        for (int k = 0; k < K; ++k) {
+            float tmp[16];
+            for (int j = 0; j < 16; ++j) tmp[j] = j < ncols ? Bb[k * ldb + j] : 0.0f;
+            const float16 bv = vload16(0, tmp);
+            for (int i = 0; i < TM; ++i) acc[i] = fma((float16)(A[roff[i] + k]), bv, acc[i]);
+        }
+    }
+    const int ncols = min(16, N - cb);
+    for (int i = 0; i < rows; ++i) {
+        float r[16];
+        vstore16(acc[i], 0, r);
+        const int m = rb + i;
+        for (int j = 0; j < ncols; ++j)
+            store_out(C, c_off + m * ldc + cb + j, r[j], bias, bias_off + m * bias_sm + (cb + j) * bias_sn,
+                      has_bias, alpha, beta, relu);
+    }
+}
+"""
+
+GEMM_TILED = GEMM_EPILOGUE + """
+#define TS 32
+#define WPT 8
+#define RTS (TS / WPT)
+__kernel __attribute__((reqd_work_group_size(TS, RTS, 1)))
+void gemm(""" + GEMM_ARGS + """) {
+    const int lc = get_local_id(0);
+    const int lr = get_local_id(1);
+    const int col = get_group_id(0) * TS + lc;
+    const int row0 = get_group_id(1) * TS;
+    __local float As[TS][TS + 1];
+    __local float Bs[TS][TS + 1];
+    float acc[WPT];
+    for (int w = 0; w < WPT; ++w) acc[w] = 0.0f;
+    for (int t = 0; t < K; t += TS) {
+        for (int w = 0; w < WPT; ++w) {
+            const int r = lr + w * RTS;
+            const int am = row0 + r, ak = t + lc;
+            As[r][lc] = (am < M && ak < K) ? A[a_off + am * lda + ak] : 0.0f;
+            const int bk = t + r;
+            Bs[r][lc] = (bk < K && col < N) ? B[b_off + bk * ldb + col] : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int k = 0; k < TS; ++k) {
+            const float b = Bs[k][lc];
+            for (int w = 0; w < WPT; ++w) acc[w] = fma(As[lr + w * RTS][k], b, acc[w]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (col >= N) return;
+    for (int w = 0; w < WPT; ++w) {
+        const int m = row0 + lr + w * RTS;
+        if (m < M)
+            store_out(C, c_off + m * ldc + col, acc[w], bias, bias_off + m * bias_sm + col * bias_sn,
+                      has_bias, alpha, beta, relu);
+    }
+}
+"""
+
+FLOAT_OPS = """
+__kernel void im2col(__global float *cols, __global const float *x, const int x_off,
+                     const int C, const int H, const int W, const int OH, const int OW,
+                     const int kh, const int kw, const int sh, const int sw, const int pt, const int pl,
+                     const int dh, const int dw, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    const int ow = gid % OW;
+    int t = gid / OW;
+    const int oh = t % OH; t /= OH;
+    const int kj = t % kw; t /= kw;
+    const int ki = t % kh;
+    const int c = t / kh;
+    const int h = oh * sh - pt + ki * dh;
+    const int w = ow * sw - pl + kj * dw;
+    cols[gid] = (h >= 0 && h < H && w >= 0 && w < W) ? x[x_off + (c * H + h) * W + w] : 0.0f;
+}
+
+/* depthwise (group == C_in, one input channel per filter; mult filters per input channel) */
+__kernel void dwconv(__global float *out, __global const float *x, __global const float *wt,
+                     __global const float *bias, const int has_bias,
+                     const int C, const int H, const int W, const int OH, const int OW,
+                     const int kh, const int kw, const int sh, const int sw, const int pt, const int pl,
+                     const int dh, const int dw, const int mult, const int relu, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    const int ow = gid % OW;
+    int t = gid / OW;
+    const int oh = t % OH; t /= OH;
+    const int co = t % (C * mult);
+    const int b = t / (C * mult);
+    const int ci = co / mult;
+    __global const float *xb = x + (b * C + ci) * H * W;
+    __global const float *wb = wt + co * kh * kw;
+    float acc = has_bias ? bias[co] : 0.0f;
+    for (int ki = 0; ki < kh; ++ki) {
+        const int h = oh * sh - pt + ki * dh;
+        if (h < 0 || h >= H) continue;
+        for (int kj = 0; kj < kw; ++kj) {
+            const int w = ow * sw - pl + kj * dw;
+            if (w >= 0 && w < W) acc = fma(xb[h * W + w], wb[ki * kw + kj], acc);
+        }
+    }
+    out[gid] = relu ? fmax(acc, 0.0f) : acc;
+}
+
+/* mode 0: max, 1: average excluding pads, 2: average including declared pads */
+__kernel void pool2d(__global float *out, __global const float *x,
+                     const int H, const int W, const int OH, const int OW,
+                     const int kh, const int kw, const int sh, const int sw,
+                     const int pt, const int pl, const int pb, const int pr,
+                     const int dh, const int dw, const int mode, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    const int ow = gid % OW;
+    int t = gid / OW;
+    const int oh = t % OH;
+    const int nc = t / OH;
+    __global const float *xb = x + nc * H * W;
+    const int hs = oh * sh - pt, ws = ow * sw - pl;
+    if (mode == 0) {
+        float m = -INFINITY;
+        for (int ki = 0; ki < kh; ++ki) {
+            const int h = hs + ki * dh;
+            if (h < 0 || h >= H) continue;
+            for (int kj = 0; kj < kw; ++kj) {
+                const int w = ws + kj * dw;
+                if (w >= 0 && w < W) m = fmax(m, xb[h * W + w]);
+            }
+        }
+        out[gid] = m;
+        return;
+    }
+    float s = 0.0f;
+    int cnt = 0;
+    for (int ki = 0; ki < kh; ++ki) {
+        const int h = hs + ki;
+        if (h < 0 || h >= H) continue;
+        for (int kj = 0; kj < kw; ++kj) {
+            const int w = ws + kj;
+            if (w >= 0 && w < W) { s += xb[h * W + w]; ++cnt; }
+        }
+    }
+    if (mode == 2) cnt = (min(hs + kh, H + pb) - hs) * (min(ws + kw, W + pr) - ws);
+    out[gid] = s / (float)cnt;
+}
+
+/* mode 0: mean, 1: max over the HW trailing elements of each (n, c) */
+__kernel void gpool(__global float *out, __global const float *x, const int HW, const int mode, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    __global const float *xb = x + gid * HW;
+    float acc = mode ? -INFINITY : 0.0f;
+    for (int i = 0; i < HW; ++i) acc = mode ? fmax(acc, xb[i]) : acc + xb[i];
+    out[gid] = mode ? acc : acc / (float)HW;
+}
+
+__kernel void lrn(__global float *out, __global const float *x, const int C, const int HW,
+                  const int size, const float alpha, const float beta, const float bias, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    const int p = gid % HW;
+    const int c = (gid / HW) % C;
+    const int b = gid / (HW * C);
+    const int lo = max(0, c - (size - 1) / 2);
+    const int hi = min(C - 1, c + (size - 1) - (size - 1) / 2);
+    float s = 0.0f;
+    for (int k = lo; k <= hi; ++k) { const float v = x[(b * C + k) * HW + p]; s += v * v; }
+    out[gid] = x[gid] / pow(bias + alpha / (float)size * s, beta);
+}
+
+__kernel void softmax(__global float *out, __global const float *x, const int dim, const int inner,
+                      const int is_log, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    const int o = gid / inner, i = gid % inner;
+    const int base = o * dim * inner + i;
+    float m = -INFINITY;
+    for (int k = 0; k < dim; ++k) m = fmax(m, x[base + k * inner]);
+    float s = 0.0f;
+    for (int k = 0; k < dim; ++k) s += exp(x[base + k * inner] - m);
+    if (is_log) {
+        const float ls = log(s);
+        for (int k = 0; k < dim; ++k) out[base + k * inner] = x[base + k * inner] - m - ls;
+    } else {
+        const float inv = 1.0f / s;
+        for (int k = 0; k < dim; ++k) out[base + k * inner] = exp(x[base + k * inner] - m) * inv;
+    }
+}
+
+__kernel void batchnorm(__global float *out, __global const float *x, __global const float *scale,
+                        __global const float *bias, __global const float *mean, __global const float *var,
+                        const float eps, const int C, const int HW, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    const int c = (gid / HW) % C;
+    const float s = scale[c] / sqrt(var[c] + eps);
+    out[gid] = (x[gid] - mean[c]) * s + bias[c];
+}
+
+/* op 0 relu, 1 sigmoid, 2 tanh, 3 leaky relu (p0), 4 clip [p0, p1] */
+__kernel void unary(__global float *out, __global const float *x, const int op, const float p0,
+                    const float p1, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    const float v = x[gid];
+    float r;
+    switch (op) {
+        case 0: r = fmax(v, 0.0f); break;
+        case 1: r = 1.0f / (1.0f + exp(-v)); break;
+        case 2: r = tanh(v); break;
+        case 3: r = v >= 0.0f ? v : p0 * v; break;
+        default: r = fmin(fmax(v, p0), p1); break;
+    }
+    out[gid] = r;
+}
+"""
+
+GENERIC_OPS = """
+#define MAXR 6
+/* op 0 add, 1 sub, 2 mul, 3 div; meta = out dims[6], a strides[6], b strides[6] (0 where broadcast) */
+__kernel void binary(__global T *out, __global const T *a, __global const T *b, const int op,
+                     const int rank, __global const int *meta, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    int rem = gid, ia = 0, ib = 0;
+    for (int d = rank - 1; d >= 0; --d) {
+        const int c = rem % meta[d];
+        rem /= meta[d];
+        ia += c * meta[MAXR + d];
+        ib += c * meta[2 * MAXR + d];
+    }
+    const T x = a[ia], y = b[ib];
+    out[gid] = op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : x / y;
+}
+
+__kernel void binary_same(__global T *out, __global const T *a, __global const T *b, const int op, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    const T x = a[gid], y = b[gid];
+    out[gid] = op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : x / y;
+}
+
+/* meta = out dims[6], input strides (elements) of the axis each out dim reads [6] */
+__kernel void permute(__global T *out, __global const T *in, const int rank, __global const int *meta,
+                      const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    int rem = gid, src = 0;
+    for (int d = rank - 1; d >= 0; --d) {
+        const int c = rem % meta[d];
+        rem /= meta[d];
+        src += c * meta[MAXR + d];
+    }
+    out[gid] = in[src];
+}
+
+__kernel void copy2d(__global T *out, __global const T *in, const int cols, const int out_ld,
+                     const int out_off, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    out[out_off + (gid / cols) * out_ld + gid % cols] = in[gid];
+}
+
+/* mode 0 constant, 1 reflect, 2 edge; meta = out dims[6], in dims[6], in strides[6], begin pads[6] */
+__kernel void pad(__global T *out, __global const T *in, const int rank, __global const int *meta,
+                  const int mode, const float value, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    int rem = gid, src = 0, outside = 0;
+    for (int d = rank - 1; d >= 0; --d) {
+        const int c = rem % meta[d];
+        rem /= meta[d];
+        const int len = meta[MAXR + d];
+        int s = c - meta[3 * MAXR + d];
+        if (s < 0 || s >= len) {
+            if (mode == 0) { outside = 1; s = 0; }
+            else if (mode == 2) s = s < 0 ? 0 : len - 1;
+            else {
+                const int period = 2 * (len - 1);
+                if (period == 0) s = 0;
+                else {
+                    s = s % period;
+                    if (s < 0) s += period;
+                    if (s >= len) s = period - s;
+                }
+            }
+        }
+        src += s * meta[2 * MAXR + d];
+    }
+    out[gid] = outside ? (T)value : in[src];
+}
+"""
+
+CAST = """
+__kernel void cast(__global DST *out, __global const SRC *in, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+#ifdef TO_BOOL
+    out[gid] = in[gid] != (SRC)0 ? 1 : 0;  /* bool is "non-zero", not C truncation (0.5 -> true) */
+#else
+    out[gid] = (DST)in[gid];
+#endif
+}
+"""
