@@ -547,10 +547,19 @@ def _shape_gemm(op: OpSpec, ins: list[TensorInfo]) -> list[tuple]:
 
 
 def _shape_matmul(op: OpSpec, ins: list[TensorInfo]) -> list[tuple]:
+    a, b = list(ins[0].shape), list(ins[1].shape)
+    bad = ShapeInferenceError(f"MatMul {op.name!r}: shapes {a} and {b} do not match")
+    if not a or not b:
+        raise bad
+    a2 = [1] + a if len(a) == 1 else a
+    b2 = b + [1] if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise bad
     try:
-        out = np.matmul(np.empty(ins[0].shape, np.float32), np.empty(ins[1].shape, np.float32)).shape
+        batch = list(np.broadcast_shapes(tuple(a2[:-2]), tuple(b2[:-2])))
     except ValueError:
-        raise ShapeInferenceError(f"MatMul {op.name!r}: shapes {list(ins[0].shape)} and {list(ins[1].shape)} do not match") from None
+        raise bad from None
+    out = batch + ([a2[-2]] if len(a) > 1 else []) + ([b2[-1]] if len(b) > 1 else [])
     return [tuple(out)]
 
 
