@@ -1,0 +1,518 @@
+"""The accuracy-loss estimator of Runtime Layer Compression: ``a[v, r]`` in top-1 points.
+
+The planner adds ``a[v, r]`` over the chosen options and keeps the sum under the user's limit, so the
+estimate must be **additive** and **conservative**. How it is built:
+
+1. **Single-layer effects.** On calibration data, each candidate (layer ``v``, rank ``r``) is run alone
+   (every other layer dense) through onnxruntime, by feeding the rank-``r`` reconstruction of the layer's
+   (BN-folded) matrix to a probe model. Recorded: the relative perturbation of the final outputs
+   ``ρ[v,r] = ‖Z_{v,r} − Z‖_F / ‖Z‖_F``, the top-1 disagreement with the dense model, and with labels the
+   top-1 accuracy drop.
+2. **Fit of the mapping.** Random multi-layer configurations (of the kind a planner picks) are measured the
+   same way, all layers compressed at once. The mapping ``a[v,r] = α · ρ[v,r]^β`` is fitted (``β`` on a
+   grid, ``α`` by least squares) so that ``Σ_v a[v, r_v]`` matches the measured target of every
+   configuration. Target: with labels, the measured accuracy drop in points (``method="labels"``); without,
+   the top-1 disagreement with the dense model in points (``method="disagreement"``), which can only
+   over-state the accuracy drop on the same data (a lost correct answer is a changed answer), hence a
+   documented, conservative proxy.
+3. **Safety margin** (DeepX's "conservative redundancy"): ``α`` is raised until the fitted sum covers the
+   measured target on ``coverage`` (default 90 %) of the configurations, then multiplied by
+   ``1 + margin`` (default 0.10). A layer left dense costs 0.
+
+Without any calibration data the estimator falls back to ``method="weight-energy"``: ``a[v,r] = 100 ×``
+(fraction of the layer's spectral energy ``Σσ²`` discarded), i.e. keeping 99 % of a layer's energy costs one
+point. It is not calibrated against any measurement and says so in ``notes``.
+
+Calibration data should be held out from training: on training data a model is over-confident and the
+estimate comes out optimistic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import scipy.optimize
+
+from deepx_opt.errors import CompressionError, InputError
+from deepx_opt.graphs.compression import LayerFactorizer, im2col
+from deepx_opt.graphs.model_graph import ModelGraph
+from deepx_opt.graphs.rlc_onnx import OrtEvaluator
+
+__all__ = [
+    "ESTIMATOR_METHODS",
+    "DEFAULT_MARGIN",
+    "DEFAULT_COVERAGE",
+    "check_calibration",
+    "top1",
+    "logits_tensor",
+    "Estimator",
+    "evaluate_model",
+]
+
+ESTIMATOR_METHODS = ("labels", "disagreement", "weight-energy")
+#: Multiplicative safety margin on top of the coverage fit.
+DEFAULT_MARGIN = 0.10
+#: Fraction of fitted configurations whose measured target the estimate must cover.
+DEFAULT_COVERAGE = 0.90
+#: Number of random multi-layer configurations measured to fit the mapping.
+DEFAULT_CONFIGS = 48
+#: Rows of im2col patches used for a conv's data-aware SVD (a random subset above this).
+MAX_CALIB_ROWS = 20000
+_BETAS = (1.0, 1.5, 2.0, 2.5, 3.0)
+#: Measured losses are clipped at this many points for the fit (configurations far outside any sensible
+#: limit would otherwise dominate a least-squares fit).
+FIT_CAP_PTS = 20.0
+#: Ridge weight pulling per-layer sensitivities towards the shared one (relative to the mean feature energy).
+RIDGE = 0.1
+
+
+# --------------------------------------------------------------------------------------------------------
+# calibration data
+# --------------------------------------------------------------------------------------------------------
+
+
+def check_calibration(model: ModelGraph, calib, labels=None) -> tuple[dict[str, np.ndarray] | None, np.ndarray | None]:
+    """Validate calibration inputs (and labels) against ``model``; return ``(feeds, labels)``.
+
+    Parameters
+    ----------
+    model : ModelGraph
+    calib : ndarray or dict of str to ndarray or None
+        Samples stacked on a leading axis; an array when the model has one input. Each sample has the shape
+        of the model input without its batch dimension (``(n,) + input.shape[1:]``).
+    labels : array-like of int, optional
+        One class index per sample.
+
+    Raises
+    ------
+    InputError
+        Wrong shape, an empty set, labels without data, labels of the wrong length or out of range.
+    """
+    if calib is None:
+        if labels is not None:
+            raise InputError("labels were given without calibration data; accepted: labels together with --calib data")
+        return None, None
+    if not isinstance(calib, Mapping):
+        if len(model.inputs) != 1:
+            raise InputError(
+                f"model {model.name!r} has {len(model.inputs)} inputs {list(model.inputs)}; give calibration data "
+                "as a dict input name → array"
+            )
+        calib = {next(iter(model.inputs)): calib}
+    feeds: dict[str, np.ndarray] = {}
+    n = None
+    for name, info in model.inputs.items():
+        if name not in calib:
+            raise InputError(f"calibration data lacks model input {name!r}; inputs: {list(model.inputs)}")
+        x = np.asarray(calib[name])
+        want = tuple(info.shape[1:])
+        if x.ndim != len(info.shape) or tuple(x.shape[1:]) != want:
+            # accept unbatched flat samples that reshape exactly (e.g. digits as (n, 64) for a (1, 1, 8, 8) input)
+            if x.ndim == 2 and x.shape[1] == int(np.prod(want)):
+                x = x.reshape((x.shape[0],) + want)
+            else:
+                raise InputError(
+                    f"calibration data for input {name!r} has shape {tuple(x.shape)}; accepted: (n, "
+                    f"{', '.join(str(d) for d in want)}) (the model input {tuple(info.shape)} with n samples first)"
+                )
+        if x.shape[0] < 1:
+            raise InputError(f"calibration data for input {name!r} is empty; accepted: at least 1 sample")
+        if n is not None and x.shape[0] != n:
+            raise InputError(f"calibration inputs have different sample counts ({n} and {x.shape[0]}); accepted: equal")
+        n = x.shape[0]
+        if not np.issubdtype(x.dtype, np.number):
+            raise InputError(f"calibration data for input {name!r} has dtype {x.dtype}; accepted: numeric")
+        feeds[name] = np.ascontiguousarray(x.astype(info.dtype, copy=False))
+    if labels is None:
+        return feeds, None
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise InputError(f"labels have shape {tuple(y.shape)}; accepted: ({n},), one label per calibration sample")
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0):
+            y = y.astype(np.int64)
+        else:
+            raise InputError(f"labels have dtype {y.dtype}; accepted: integer class indices")
+    n_classes = _n_classes(model)
+    if y.min() < 0 or y.max() >= n_classes:
+        raise InputError(
+            f"labels range over {int(y.min())}..{int(y.max())}; accepted: 0..{n_classes - 1} "
+            f"(the model's first output has {n_classes} classes)"
+        )
+    return feeds, y.astype(np.int64)
+
+
+def logits_tensor(model: ModelGraph) -> str:
+    """The tensor whose perturbation the estimator measures: the input of a final (Log)Softmax if the first
+    output ends with one (probabilities saturate), else the first output itself."""
+    out = model.outputs[0]
+    for v in model.layers():
+        ops = model.dag.nodes[v]["ops"]
+        if ops and ops[-1].outputs[0] == out and ops[-1].op_type in ("Softmax", "LogSoftmax"):
+            src = ops[-1].inputs[0]
+            if src in model.tensors and model.tensors[src].shape == model.tensors[out].shape:
+                return src
+    return out
+
+
+def _n_classes(model: ModelGraph) -> int:
+    shape = model.tensors[model.outputs[0]].shape
+    return int(np.prod(shape[1:])) if len(shape) > 1 else int(shape[0])
+
+
+def top1(outputs: np.ndarray) -> np.ndarray:
+    """Predicted class per sample: argmax of the first output flattened per sample."""
+    return np.asarray(outputs).reshape(outputs.shape[0], -1).argmax(axis=1)
+
+
+def evaluate_model(model: ModelGraph, calib, labels=None, *, reference: np.ndarray | None = None) -> dict:
+    """Run ``model`` (dense or factorised) through onnxruntime on ``calib``.
+
+    Returns
+    -------
+    dict
+        ``outputs`` (first output), ``top1_pct`` (with labels), ``agreement_pct`` with ``reference``
+        predictions (when given).
+    """
+    feeds, y = check_calibration(model, calib, labels)
+    out = OrtEvaluator(model).run(feeds, outputs=[model.outputs[0]])[model.outputs[0]]
+    res: dict = {"outputs": out}
+    pred = top1(out)
+    if y is not None:
+        res["top1_pct"] = 100.0 * float(np.mean(pred == y))
+    if reference is not None:
+        res["agreement_pct"] = 100.0 * float(np.mean(pred == np.asarray(reference)))
+    return res
+
+
+# --------------------------------------------------------------------------------------------------------
+# the estimator
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Effect:
+    rel_err: float
+    disagree_pts: float
+    loss_pts: float | None
+
+
+@dataclass
+class Estimator:
+    """Measures compression effects on calibration data and turns them into additive ``a[v, r]`` points.
+
+    Build with :meth:`build`; then :meth:`loss_pts` gives ``a[v, r]`` and :meth:`measure` measures any
+    configuration on the calibration data.
+
+    Attributes
+    ----------
+    method : str
+        ``"labels"``, ``"disagreement"`` or ``"weight-energy"`` (see the module docstring).
+    alpha_v_ : dict[str, float]
+        Per-layer sensitivities ``s_v`` of the mapping ``a[v, r] = s_v · ρ[v, r]^beta_`` (margin included).
+    alpha_, beta_ : float
+        The shared sensitivity (used for a layer without one) and the exponent.
+    fit_ : dict
+        Fit diagnostics: configurations, residuals, coverage, margin.
+    notes : list of str
+        What the user should know (printed by ``deepx compress``).
+    """
+
+    model: ModelGraph
+    factorizers: dict[str, LayerFactorizer]
+    factor_method: str = "weight"
+    method: str = "weight-energy"
+    feeds: dict[str, np.ndarray] | None = None
+    labels: np.ndarray | None = None
+    margin: float = DEFAULT_MARGIN
+    coverage: float = DEFAULT_COVERAGE
+    alpha_: float = float("nan")
+    alpha_v_: dict = field(default_factory=dict)
+    beta_: float = float("nan")
+    fit_: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    effects_: dict = field(default_factory=dict)
+    _probe: OrtEvaluator | None = field(default=None, repr=False)
+    _base: dict = field(default_factory=dict, repr=False)
+
+    # ---- construction ----------------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        model: ModelGraph,
+        factorizers: Mapping[str, LayerFactorizer],
+        options: Mapping[str, Sequence[int]] | None = None,
+        *,
+        calib=None,
+        labels=None,
+        factor_method: str = "weight",
+        margin: float = DEFAULT_MARGIN,
+        coverage: float = DEFAULT_COVERAGE,
+        n_configs: int = DEFAULT_CONFIGS,
+        seed: int = 0,
+    ) -> "Estimator":
+        """Set up on calibration data; with ``options`` (layer → ranks) also :meth:`fit` them.
+
+        ``factor_method="data"`` first gives every factoriser its calibration inputs (layer inputs of the
+        dense model on ``calib``), so that data-aware spectra are available before ranks are chosen.
+        """
+        if not margin >= 0:
+            raise CompressionError(f"safety margin {margin!r} is out of range; accepted: >= 0")
+        if not 0 < coverage <= 1:
+            raise CompressionError(f"coverage {coverage!r} is out of range; accepted: (0, 1]")
+        feeds, y = check_calibration(model, calib, labels)
+        est = cls(model=model, factorizers=dict(factorizers), factor_method=factor_method, feeds=feeds, labels=y,
+                  margin=float(margin), coverage=float(coverage))
+        if feeds is None:
+            if factor_method == "data":
+                raise CompressionError("factor method 'data' needs calibration data; accepted without it: 'weight'")
+            est.method = "weight-energy"
+            est.notes.append(
+                "no calibration data: accuracy loss is the uncalibrated weight-energy proxy "
+                "(100 × fraction of each layer's spectral energy discarded); it was not measured"
+            )
+            return est
+        est._make_probe()
+        if factor_method == "data":
+            est._calibrate_layers()
+        est.method = "labels" if y is not None else "disagreement"
+        if options is not None:
+            est.fit(options, n_configs=n_configs, seed=seed)
+        return est
+
+    def fit(self, options: Mapping[str, Sequence[int]], *, n_configs: int = DEFAULT_CONFIGS, seed: int = 0) -> "Estimator":
+        """Measure every option (layer → ranks) alone, then fit the mapping on them and on ``n_configs``
+        random multi-layer configurations. A no-op for ``method="weight-energy"``. Returns self."""
+        if self._probe is None:
+            return self
+        self._measure_singles(options)
+        self._fit(options, n_configs=n_configs, seed=seed)
+        return self
+
+    def _make_probe(self) -> None:
+        probe = self.model.copy()
+        feedable = []
+        self._wnames = {}
+        for v, fz in self.factorizers.items():
+            d = probe.dag.nodes[v]
+            dt = np.dtype(fz.dtype) if np.dtype(fz.dtype).kind == "f" else np.dtype(np.float32)
+            wn, bn = f"{v}/rlc_probe/W", f"{v}/rlc_probe/b"
+            probe.weights[wn] = fz.native_weight(fz.weight).astype(dt)
+            bias = fz.bias if fz.bias is not None else np.zeros(fz.out_features)
+            probe.weights[bn] = bias.astype(dt)
+            d["ops"] = fz.dense_ops(wn, bn) + list(d["ops"][1 + fz.folded:])
+            feedable += [wn, bn]
+            self._wnames[v] = (wn, bn, dt)
+        layer_inputs = [fz.main_op.inputs[0] for fz in self.factorizers.values()]
+        self._logits = logits_tensor(self.model)
+        self._probe = OrtEvaluator(probe, weights_as_inputs=feedable, extra_outputs=[self._logits])
+        self._probe_inputs = OrtEvaluator(self.model, extra_outputs=layer_inputs) if self.factor_method == "data" else None
+        base = self._probe.run(self.feeds, outputs=[self._logits])[self._logits]
+        self._base = {"out": base.reshape(base.shape[0], -1).astype(np.float64), "pred": top1(base)}
+        if self.labels is not None:
+            self._base["acc_pct"] = 100.0 * float(np.mean(self._base["pred"] == self.labels))
+
+    def _calibrate_layers(self, seed: int = 0) -> None:
+        acts = self._probe_inputs.run(self.feeds)
+        rng = np.random.default_rng(seed)
+        for fz in self.factorizers.values():
+            x = acts[fz.main_op.inputs[0]]
+            if fz.kind == "conv":
+                a = fz.main_op.attrs
+                rows = im2col(x, a["kernel_shape"], a["strides"], a["pads"], a["dilations"])
+            else:
+                rows = x.reshape(-1, x.shape[-1])
+            if rows.shape[0] > MAX_CALIB_ROWS:
+                rows = rows[rng.choice(rows.shape[0], MAX_CALIB_ROWS, replace=False)]
+            fz.set_calibration(rows)
+
+    # ---- measuring -------------------------------------------------------------------------------------
+
+    def measure(self, ranks: Mapping[str, int | None]) -> dict:
+        """Measure a configuration (layer → rank, None = dense) on the calibration data.
+
+        Returns
+        -------
+        dict
+            ``rel_err`` (relative output perturbation), ``disagree_pts`` (top-1 changes vs dense, points)
+            and, with labels, ``loss_pts`` (dense accuracy − compressed accuracy, points).
+        """
+        if self._probe is None:
+            raise CompressionError("measure() needs calibration data; this estimator has none")
+        over = {}
+        for v, r in ranks.items():
+            if r is None:
+                continue
+            if v not in self.factorizers:
+                raise CompressionError(f"layer {v!r} has no factoriser; factorisable: {sorted(self.factorizers)}")
+            fz = self.factorizers[v]
+            wn, bn, dt = self._wnames[v]
+            w, b = fz.low_rank_weight(r, self.factor_method)
+            over[wn] = fz.native_weight(w).astype(dt)
+            over[bn] = (b if b is not None else np.zeros(fz.out_features)).astype(dt)
+        out = self._probe.run(self.feeds, overrides=over, outputs=[self._logits])[self._logits]
+        z = out.reshape(out.shape[0], -1).astype(np.float64)
+        base = self._base["out"]
+        pred = top1(out)
+        res = {
+            "rel_err": float(np.linalg.norm(z - base) / max(np.linalg.norm(base), 1e-30)),
+            "disagree_pts": 100.0 * float(np.mean(pred != self._base["pred"])),
+        }
+        if self.labels is not None:
+            res["loss_pts"] = self._base["acc_pct"] - 100.0 * float(np.mean(pred == self.labels))
+        return res
+
+    def _target(self, m: dict) -> float:
+        return m["loss_pts"] if self.method == "labels" else m["disagree_pts"]
+
+    def _measure_singles(self, options: Mapping[str, Sequence[int]]) -> None:
+        for v, ranks in options.items():
+            for r in ranks:
+                if r is None or (v, r) in self.effects_:
+                    continue
+                m = self.measure({v: r})
+                self.effects_[(v, int(r))] = _Effect(m["rel_err"], m["disagree_pts"], m.get("loss_pts"))
+
+    def _configs(self, options: Mapping[str, Sequence[int]], n: int, seed: int) -> list[dict]:
+        """Random configurations resembling a planner's: each layer at its cheapest rank under a random ρ cap."""
+        rng = np.random.default_rng(seed)
+        layers = [v for v in options if any(r is not None for r in options[v])]
+        if not layers:
+            return []
+        rhos = np.array([e.rel_err for e in self.effects_.values()] or [1.0])
+        lo, hi = max(float(rhos[rhos > 0].min()) if np.any(rhos > 0) else 1e-6, 1e-6), max(float(rhos.max()), 1e-6)
+        configs = []
+        for _ in range(n):
+            cap = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            p_layer = rng.uniform(0.4, 1.0)
+            cfg = {}
+            for v in layers:
+                if rng.random() > p_layer:
+                    continue
+                c = cap * rng.uniform(0.3, 1.5)
+                ok = [r for r in options[v] if r is not None and self.effects_[(v, int(r))].rel_err <= c]
+                if ok:
+                    cfg[v] = int(min(ok))
+            if cfg:
+                configs.append(cfg)
+        return configs
+
+    def _fit(self, options: Mapping[str, Sequence[int]], *, n_configs: int, seed: int) -> None:
+        samples = [({v: r}, self._target({"loss_pts": e.loss_pts, "disagree_pts": e.disagree_pts}))
+                   for (v, r), e in self.effects_.items()]
+        seen = {tuple(sorted(c.items())) for c, _ in samples}
+        for cfg in self._configs(options, n_configs, seed):
+            key = tuple(sorted(cfg.items()))
+            if key not in seen:
+                seen.add(key)
+                samples.append((cfg, self._target(self.measure(cfg))))
+        layers = sorted({v for v, _ in self.effects_})
+        n_calib = int(next(iter(self.feeds.values())).shape[0])
+        step_pts = 100.0 / n_calib  # one calibration sample
+        if not samples or not layers:
+            self.alpha_, self.beta_, self.alpha_v_ = 0.0, 2.0, {}
+            return
+        # the region a planner works in: targets are clipped at FIT_CAP_PTS, so configurations far outside
+        # any sensible limit only ask the estimate to be large there, not to match their exact loss
+        t_all = np.minimum(np.array([t for _, t in samples]), FIT_CAP_PTS)
+        keep = np.ones(len(samples), dtype=bool)
+        col = {v: i for i, v in enumerate(layers)}
+
+        def features(beta: float) -> np.ndarray:
+            x = np.zeros((len(samples), len(layers)))
+            for k, (cfg, _) in enumerate(samples):
+                for v, r in cfg.items():
+                    x[k, col[v]] += self.effects_[(v, r)].rel_err ** beta
+            return x
+
+        best = None
+        for beta in _BETAS:
+            x = features(beta)[keep]
+            t = t_all[keep]
+            xs = x.sum(axis=1)
+            shared = max(float(xs @ t) / float(xs @ xs), 0.0) if float(xs @ xs) > 0 else 0.0
+            # per-layer sensitivities, pulled towards the shared one (ridge) so that layers with few
+            # informative configurations keep a sensible value
+            lam = RIDGE * max(float(np.mean(np.sum(x ** 2, axis=0))), 1e-30)
+            aug_x = np.vstack([x, np.sqrt(lam) * np.eye(len(layers))])
+            aug_t = np.concatenate([t, np.full(len(layers), np.sqrt(lam) * shared)])
+            alpha_v, _ = scipy.optimize.nnls(aug_x, aug_t)
+            sse = float(np.sum((x @ alpha_v - t) ** 2))
+            if best is None or sse < best[0]:
+                best = (sse, beta, alpha_v, shared)
+        _, beta, alpha_v, shared = best
+        x = features(beta)
+        pred = x @ alpha_v
+        # safety: scale up until `coverage` of the fitted configurations are covered to within one sample
+        fit_pred, fit_t = pred[keep], t_all[keep]
+        scale = 1.0
+        for _ in range(200):
+            if np.mean(scale * fit_pred >= fit_t - step_pts - 1e-9) >= self.coverage:
+                break
+            scale *= 1.05
+        factor = scale * (1.0 + self.margin)
+        self.beta_ = float(beta)
+        self.alpha_v_ = {v: float(alpha_v[col[v]] * factor) for v in layers}
+        self.alpha_ = float(shared * factor)
+        final = pred * factor
+        self.fit_ = {
+            "configs": len(samples),
+            "configs_fitted": int(keep.sum()),
+            "fit_cap_pts": FIT_CAP_PTS,
+            "beta": float(beta),
+            "sensitivity": dict(self.alpha_v_),
+            "coverage_scale": float(scale),
+            "margin": self.margin,
+            "coverage": self.coverage,
+            "covered_fraction": float(np.mean(final[keep] >= fit_t - 1e-9)),
+            "mean_abs_err_pts": float(np.mean(np.abs(final[keep] - fit_t))),
+            "max_under_pts": float(np.max(fit_t - final[keep])),
+            "calib_samples": n_calib,
+        }
+        what = ("top-1 accuracy drop on the labelled calibration data" if self.method == "labels"
+                else "top-1 disagreement with the dense model on the (unlabelled) calibration data, a conservative "
+                     "proxy of accuracy loss")
+        self.notes.append(
+            f"accuracy loss fitted to the {what}: a[v,r] = s_v · ρ^{self.beta_:g} (ρ: relative perturbation of the "
+            f"logits with layer v alone at rank r; s_v: per-layer sensitivity) over {len(samples)} measured "
+            f"configurations, scaled ×{scale:.3g} to cover {self.coverage:.0%} of them, then +{self.margin:.0%} margin; "
+            f"{n_calib} calibration samples (one sample = {step_pts:.2g} points)"
+        )
+
+    # ---- the estimate ----------------------------------------------------------------------------------
+
+    def loss_pts(self, layer: str, rank: int | None) -> float:
+        """``a[layer, rank]`` in top-1 percentage points (0 for a dense layer)."""
+        if rank is None:
+            return 0.0
+        fz = self.factorizers[layer]
+        rank = fz.check_rank(rank)
+        if self.method == "weight-energy":
+            s2 = fz.singular_values("weight") ** 2
+            total = float(s2.sum())
+            return 100.0 * float(s2[rank:].sum()) / total if total > 0 else 0.0
+        eff = self.effects_.get((layer, rank))
+        if eff is None:
+            m = self.measure({layer: rank})
+            eff = self.effects_[(layer, rank)] = _Effect(m["rel_err"], m["disagree_pts"], m.get("loss_pts"))
+        return float(self.alpha_v_.get(layer, self.alpha_) * eff.rel_err ** self.beta_)
+
+    def predict(self, ranks: Mapping[str, int | None]) -> float:
+        """``Σ a[v, r_v]``: the predicted top-1 loss of a configuration, in points."""
+        return float(sum(self.loss_pts(v, r) for v, r in ranks.items()))
+
+    def summary(self) -> dict:
+        """JSON-ready description of the estimator (method, mapping, fit diagnostics, notes)."""
+        return {
+            "method": self.method,
+            "factor_method": self.factor_method,
+            "alpha": None if np.isnan(self.alpha_) else self.alpha_,
+            "sensitivity": dict(self.alpha_v_),
+            "beta": None if np.isnan(self.beta_) else self.beta_,
+            "fit": dict(self.fit_),
+            "dense_calib_top1_pct": self._base.get("acc_pct"),
+            "notes": list(self.notes),
+        }
