@@ -1,0 +1,446 @@
+"""Latency models: work features of canonical ops, small fitted regressions, block predictions.
+
+Every canonical op (docs/ir.md) is reduced to an :class:`OpWork`: its kind of work (``gemm``, ``conv``, ...),
+its FLOPs (the IR's convention: 2×MAC for conv/gemm, one per output element for element-wise ops, the window
+size per output for pooling and LRN) and the bytes it moves (inputs + weights + outputs). A
+:class:`LatencyModel` per (processor, work kind) maps those features to microseconds; a block's latency is the
+sum over its ops, so a low-rank block (two GEMMs or convs) costs its two factors.
+
+Two model families, chosen per kind by cross-validated relative error:
+
+``linear``
+    ``latency_us = c0 + c1·flops + c2·bytes`` (non-negative least squares on relative error).
+``roofline``
+    ``latency_us = c0 + max(c1·flops, c2·bytes)`` (roofline with a fixed overhead; ``least_squares``).
+
+Models follow the estimator contract: ``fit`` returns ``self``, fitted attributes end in ``_``,
+``predict``, ``to_dict``/``from_dict``. Work without a model raises :class:`~deepx_opt.errors.CostModelError`;
+nothing is ever silently costed zero.
+
+Example
+-------
+>>> import numpy as np
+>>> from deepx_opt.cost_models.latency import LatencyModel
+>>> flops = np.array([1e6, 4e6, 1.6e7, 6.4e7]); nbytes = np.array([4e4, 1e5, 3e5, 9e5])
+>>> y_us = 5 + 1e-4 * flops + 1e-3 * nbytes
+>>> m = LatencyModel("linear").fit(np.c_[flops, nbytes], y_us)
+>>> [round(c, 6) for c in m.coef_]
+[5.0, 0.0001, 0.001]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from deepx_opt.errors import CostModelError, ProfileError
+
+__all__ = [
+    "FEATURES",
+    "FAMILIES",
+    "OpWork",
+    "LatencyModel",
+    "op_kind",
+    "op_work",
+    "block_works",
+    "model_shapes",
+    "layer_works",
+    "predict_work_us",
+    "predict_block_us",
+]
+
+#: Feature names a latency model may use, in this order.
+FEATURES = ("flops", "bytes")
+#: Model families; ``auto`` picks one of these per kind by cross-validated relative error.
+FAMILIES = ("linear", "roofline")
+
+_MAIN_FUSABLE = {"Conv", "Gemm", "MatMul"}
+_VIEWS = {"Reshape", "Identity"}  # no data moves
+
+
+@dataclass(frozen=True)
+class OpWork:
+    """The cost-relevant facts of one op: kind of work, FLOPs and bytes moved."""
+
+    kind: str
+    flops: float
+    bytes: float
+    op_type: str = ""
+    name: str = ""
+
+    def features(self, names: Sequence[str] = FEATURES) -> list[float]:
+        return [float(getattr(self, n)) for n in names]
+
+
+# ------------------------------------------------------------------------------------ op → work
+
+def _info(x: Any, dtype: str = "float32"):
+    from deepx_opt.graphs.model_graph import TensorInfo
+
+    if isinstance(x, TensorInfo):
+        return x
+    if hasattr(x, "shape") and hasattr(x, "dtype"):  # a numpy array (a weight)
+        return TensorInfo(tuple(int(d) for d in x.shape), str(np.dtype(x.dtype)))
+    return TensorInfo(tuple(int(d) for d in x), dtype)
+
+
+def op_kind(op: Any, in_shapes: Sequence[Any]) -> str:
+    """Kind of work of a canonical op (the keys of a processor's latency models), as the importer assigns it
+    (:func:`deepx_opt.graphs.ops.op_kind`: depthwise convs are ``dwconv``).
+
+    >>> from deepx_opt.graphs import OpSpec
+    >>> op_kind(OpSpec("Conv", ["x", "w"], ["y"], {"group": 32}), [(1, 32, 8, 8), (32, 1, 3, 3)])
+    'dwconv'
+    """
+    from deepx_opt.graphs import ops as gops
+
+    if op.op_type not in gops.CANONICAL:
+        raise CostModelError(f"no kind of work known for op {op.op_type!r}; canonical ops: {', '.join(gops.CANONICAL)}")
+    return gops.op_kind(op, [_info(s) for s in in_shapes])
+
+
+def op_work(op: Any, shapes: Mapping[str, Any]) -> OpWork:
+    """The :class:`OpWork` of one canonical op (an ``OpSpec``), given the shape (a tuple, ``TensorInfo`` or
+    array) of every tensor it reads; outputs not in ``shapes`` are inferred. FLOPs follow the importer
+    (:func:`deepx_opt.graphs.ops.op_flops`); bytes are inputs + weights + outputs, 0 for views
+    (``Reshape``, ``Identity``).
+
+    >>> from deepx_opt.graphs import OpSpec
+    >>> w = op_work(OpSpec("Gemm", ["x", "W", "b"], ["y"], {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}),
+    ...             {"x": (1, 64), "W": (64, 10), "b": (10,)})
+    >>> (w.kind, w.flops, w.bytes)
+    ('gemm', 1280.0, 3024.0)
+    """
+    from deepx_opt.graphs import ops as gops
+
+    if op.op_type not in gops.CANONICAL:
+        raise CostModelError(f"no kind of work known for op {op.op_type!r}; canonical ops: {', '.join(gops.CANONICAL)}")
+    try:
+        ins = [_info(shapes[n]) for n in op.inputs if n]
+    except KeyError as exc:
+        raise CostModelError(f"op {op.name or op.op_type!r}: no shape known for tensor {exc.args[0]!r}") from None
+    if all(n in shapes for n in op.outputs):
+        outs = [_info(shapes[n]) for n in op.outputs]
+    else:
+        outs = gops.infer_op(op, ins)
+    kind = gops.op_kind(op, ins)
+    flops = float(gops.op_flops(op, ins, outs))
+    nbytes = 0.0 if op.op_type in _VIEWS else float(sum(t.nbytes for t in ins) + sum(t.nbytes for t in outs))
+    return OpWork(kind=kind, flops=flops, bytes=nbytes, op_type=op.op_type, name=op.name or "")
+
+
+def block_works(ops: Iterable[Any], shapes: Mapping[str, Any], *, fused_relu: bool = True) -> list[OpWork]:
+    """Works of a block's ops, in order, inferring the shapes of tensors internal to the block.
+
+    With ``fused_relu`` (the runtime fuses a ``Relu`` into the Conv/Gemm/MatMul that produces its input, see
+    ``deepx_opt.runtime.backends.base.FUSED_ACTIVATION_ATTR``), such a Relu adds no separate work.
+    """
+    from deepx_opt.graphs import ops as gops
+
+    known = dict(shapes)
+    works: list[OpWork] = []
+    prev = None
+    for op in ops:
+        missing = [n for n in op.inputs if n and n not in known]
+        if missing:
+            raise CostModelError(f"op {op.name or op.op_type!r}: no shape known for tensor(s) {missing}")
+        if any(n not in known for n in op.outputs):
+            if op.op_type not in gops.CANONICAL:
+                raise CostModelError(f"no kind of work known for op {op.op_type!r}")
+            for n, info in zip(op.outputs, gops.infer_op(op, [_info(known[n]) for n in op.inputs if n])):
+                known.setdefault(n, info)
+        fused = (fused_relu and op.op_type == "Relu" and prev is not None and prev.op_type in _MAIN_FUSABLE
+                 and list(op.inputs) == list(prev.outputs[:1]))
+        if not fused:
+            works.append(op_work(op, known))
+        prev = op
+    return works
+
+
+def model_shapes(model: Any) -> dict[str, Any]:
+    """``TensorInfo`` of every tensor of a ModelGraph: activations (``model.tensors``) and weights."""
+    out: dict[str, Any] = dict(model.tensors)
+    out.update({n: _info(w) for n, w in model.weights.items()})
+    return out
+
+
+def layer_works(model: Any, layer: str, *, ops: Sequence[Any] | None = None,
+                extra_shapes: Mapping[str, Sequence[int]] | None = None, fused_relu: bool = True) -> list[OpWork]:
+    """Works of one layer of a ModelGraph, from its own ops or from replacement ``ops`` (a low-rank variant,
+    whose factor weights' shapes come in ``extra_shapes``)."""
+    shapes = model_shapes(model)
+    if extra_shapes:
+        shapes.update({k: _info(v) for k, v in extra_shapes.items()})
+    return block_works(ops if ops is not None else model.dag.nodes[layer]["ops"], shapes, fused_relu=fused_relu)
+
+
+# ------------------------------------------------------------------------------------ the estimator
+
+def _as_matrix(X: Any, features: Sequence[str]) -> np.ndarray:
+    if isinstance(X, OpWork):
+        X = [X]
+    if isinstance(X, (list, tuple)) and X and isinstance(X[0], OpWork):
+        return np.array([w.features(features) for w in X], dtype=float)
+    A = np.asarray(X, dtype=float)
+    if A.ndim == 1:
+        A = A[None, :]
+    if A.shape[1] != len(features):
+        raise CostModelError(f"expected {len(features)} feature columns ({', '.join(features)}); got {A.shape[1]}")
+    return A
+
+
+def _fit_linear(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    from scipy.optimize import nnls
+
+    A = np.c_[np.ones(len(y)), X] / y[:, None]  # rows scaled by 1/y: least squares on relative error
+    scale = np.abs(A).max(axis=0)
+    scale[scale == 0] = 1.0
+    sol, _ = nnls(A / scale, np.ones(len(y)), maxiter=50 * A.shape[1])
+    return sol / scale
+
+
+def _roofline(coef: np.ndarray, X: np.ndarray) -> np.ndarray:
+    return coef[0] + (X * coef[1:]).max(axis=1)
+
+
+def _fit_roofline(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    from scipy.optimize import least_squares
+
+    # parameters in units that make each term O(1) at the median sample
+    med = np.array([np.median(y)] + [max(np.median(X[:, j]), 1e-30) for j in range(X.shape[1])])
+    unit = np.r_[med[0], med[0] / med[1:]]
+
+    def resid(p):
+        return _roofline(p * unit, X) / y - 1.0
+
+    starts = []
+    lin = _fit_linear(X, y)
+    starts.append(np.maximum(lin / unit, 1e-6))
+    ratios = [np.median(y / np.maximum(X[:, j], 1e-30)) for j in range(X.shape[1])]
+    starts.append(np.maximum(np.r_[0.5 * y.min(), ratios] / unit, 1e-6))
+    starts.append(np.maximum(np.r_[0.1 * y.min(), 0.5 * np.array(ratios)] / unit, 1e-6))
+    best = None
+    for p0 in starts:
+        r = least_squares(resid, p0, bounds=(0.0, np.inf), method="trf", max_nfev=400)
+        if best is None or r.cost < best.cost:
+            best = r
+    return best.x * unit
+
+
+def _mape(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.abs(pred - y) / y) * 100.0)
+
+
+class LatencyModel:
+    """Latency of one kind of work on one processor, from FLOPs and bytes.
+
+    Parameters
+    ----------
+    family : {"auto", "linear", "roofline"}
+        Model form (module docstring); ``auto`` picks by ``cv_folds``-fold cross-validated MAPE.
+    features : sequence of str
+        Feature columns, a subset of :data:`FEATURES` in that order.
+    cv_folds : int
+        Folds for the ``auto`` choice (fewer samples than ``2·cv_folds`` fall back to training error).
+
+    Attributes
+    ----------
+    family_ : str
+        The fitted family.
+    coef_ : list[float]
+        ``[c0 (µs), c_feature1 (µs per unit), ...]``, all non-negative.
+    train_mape_ : float
+        Mean absolute percentage error on the training samples.
+    cv_mape_ : dict[str, float]
+        Cross-validated MAPE of each family tried (``auto`` only).
+    n_samples_ : int
+        Number of training samples.
+    """
+
+    def __init__(self, family: str = "auto", *, features: Sequence[str] = FEATURES, cv_folds: int = 4):
+        if family not in ("auto",) + FAMILIES:
+            raise CostModelError(f"unknown latency model family {family!r}; accepted: auto, {', '.join(FAMILIES)}")
+        bad = [f for f in features if f not in FEATURES]
+        if bad or not features:
+            raise CostModelError(f"unknown features {bad}; accepted: {', '.join(FEATURES)}")
+        self.family = family
+        self.features = tuple(features)
+        self.cv_folds = int(cv_folds)
+
+    # -------------------------------------------------------------- fit / predict
+    def _fit_family(self, family: str, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return _fit_linear(X, y) if family == "linear" else _fit_roofline(X, y)
+
+    @staticmethod
+    def _eval(family: str, coef: np.ndarray, X: np.ndarray) -> np.ndarray:
+        if family == "linear":
+            return coef[0] + X @ coef[1:]
+        return _roofline(coef, X)
+
+    def fit(self, X: Any, y_us: Any) -> "LatencyModel":
+        """Fit on samples ``X`` (a matrix of features, or a list of :class:`OpWork`) and latencies ``y_us``.
+
+        Returns
+        -------
+        LatencyModel
+            ``self``.
+        """
+        A = _as_matrix(X, self.features)
+        y = np.asarray(y_us, dtype=float).ravel()
+        if len(y) != len(A):
+            raise CostModelError(f"{len(A)} feature rows but {len(y)} latencies")
+        if len(y) < 2:
+            raise CostModelError(f"a latency model needs at least 2 samples; got {len(y)}")
+        if np.any(~np.isfinite(y)) or np.any(y <= 0):
+            raise CostModelError("latencies must be finite and > 0 µs")
+        families = FAMILIES if self.family == "auto" else (self.family,)
+        cv: dict[str, float] = {}
+        if len(families) > 1:
+            k = self.cv_folds
+            use_cv = len(y) >= 2 * k
+            idx = np.random.default_rng(0).permutation(len(y))
+            folds = np.array_split(idx, k) if use_cv else []
+            for fam in families:
+                if use_cv:
+                    errs = []
+                    for f in folds:
+                        tr = np.setdiff1d(idx, f)
+                        c = self._fit_family(fam, A[tr], y[tr])
+                        errs.append(np.abs(self._eval(fam, c, A[f]) - y[f]) / y[f])
+                    cv[fam] = float(np.mean(np.concatenate(errs)) * 100.0)
+                else:
+                    c = self._fit_family(fam, A, y)
+                    cv[fam] = _mape(self._eval(fam, c, A), y)
+            fam = min(families, key=lambda f: (cv[f] - (0.5 if f == "linear" else 0.0), f))  # ties → linear
+        else:
+            fam = families[0]
+        coef = self._fit_family(fam, A, y)
+        self.family_ = fam
+        self.coef_ = [float(c) for c in coef]
+        self.train_mape_ = _mape(self._eval(fam, coef, A), y)
+        self.cv_mape_ = cv
+        self.n_samples_ = int(len(y))
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise CostModelError("this LatencyModel is not fitted; call fit() or build it with from_dict()")
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted latency in µs of each sample (matrix rows or :class:`OpWork` items)."""
+        self._check_fitted()
+        A = _as_matrix(X, self.features)
+        return self._eval(self.family_, np.asarray(self.coef_), A)
+
+    # -------------------------------------------------------------- (de)serialise
+    def to_dict(self) -> dict:
+        self._check_fitted()
+        d = {"family": self.family_, "features": list(self.features), "coef_": list(self.coef_),
+             "n_samples_": self.n_samples_, "train_mape_": round(self.train_mape_, 3)}
+        if self.cv_mape_:
+            d["cv_mape_"] = {k: round(v, 3) for k, v in self.cv_mape_.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "LatencyModel":
+        """Rebuild a fitted model; raises :class:`ProfileError` naming the bad field."""
+        if not isinstance(d, dict):
+            raise ProfileError(f"a latency model is an object; got {type(d).__name__}")
+        fam = d.get("family")
+        if fam not in FAMILIES:
+            raise ProfileError(f"family {fam!r} is not one of {', '.join(FAMILIES)}")
+        feats = d.get("features", list(FEATURES))
+        if not isinstance(feats, list) or not feats or any(f not in FEATURES for f in feats):
+            raise ProfileError(f"features {feats!r}; accepted: a non-empty list drawn from {', '.join(FEATURES)}")
+        coef = d.get("coef_")
+        if not isinstance(coef, list) or len(coef) != 1 + len(feats):
+            raise ProfileError(f"coef_ {coef!r}; expected a list of {1 + len(feats)} numbers (c0 then one per feature)")
+        for c in coef:
+            if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0:
+                raise ProfileError(f"coef_ value {c!r}; expected finite numbers >= 0")
+        m = cls(fam, features=feats)
+        m.family_ = fam
+        m.coef_ = [float(c) for c in coef]
+        m.train_mape_ = float(d.get("train_mape_", float("nan")))
+        m.cv_mape_ = dict(d.get("cv_mape_", {}))
+        m.n_samples_ = int(d.get("n_samples_", 0))
+        return m
+
+    def __repr__(self) -> str:
+        if hasattr(self, "coef_"):
+            return f"LatencyModel({self.family_!r}, coef_={[float(f'{c:.4g}') for c in self.coef_]})"
+        return f"LatencyModel({self.family!r}, unfitted)"
+
+
+# ------------------------------------------------------------------------------------ predictions
+
+def predict_work_us(profile: Any, processor: str, work: OpWork) -> float:
+    """Predicted latency (µs) of one op's work on a processor of a profile.
+
+    Raises
+    ------
+    CostModelError
+        when the processor cannot run this kind of work, or the profile has no model for it.
+    """
+    proc = profile.processor(processor)
+    if not proc.supports_kind(work.kind):
+        raise CostModelError(
+            f"processor {processor!r} of profile {profile.name!r} does not support {work.kind!r} work "
+            f"(op {work.name or work.op_type!r}); its unsupported kinds: {', '.join(proc.unsupported_kinds)}"
+        )
+    if work.op_type and not proc.supports_op(work.op_type):
+        raise CostModelError(
+            f"processor {processor!r} of profile {profile.name!r} does not support op {work.op_type!r}; "
+            f"supported ops: {', '.join(proc.supported_ops or [])}"
+        )
+    md = proc.latency_models.get(work.kind)
+    if md is None:
+        raise CostModelError(
+            f"profile {profile.name!r} has no latency model for {work.kind!r} work on processor {processor!r} "
+            f"(op {work.name or work.op_type!r}); modelled kinds: {', '.join(sorted(proc.latency_models)) or 'none'}"
+        )
+    return float(LatencyModel.from_dict(md).predict(work)[0])
+
+
+def predict_block_us(profile: Any, processor: str, layer_attrs: Mapping[str, Any] | None = None, *,
+                     ops: Sequence[Any] | None = None, shapes: Mapping[str, Sequence[int]] | None = None,
+                     works: Sequence[OpWork] | None = None, fused_relu: bool = True) -> float:
+    """Predicted latency (µs) of a block on one processor: the sum over its ops.
+
+    Give one of: ``works`` (precomputed); ``ops`` with ``shapes`` (every input tensor's shape, weights
+    included — internal tensors are inferred); or ``layer_attrs`` (a ModelGraph node's attributes): with
+    ``shapes`` its ``ops`` are costed one by one, without it the whole block is costed as one item of its
+    ``kind`` with its ``flops`` and ``input_bytes + weight_bytes + output_bytes``.
+
+    Example
+    -------
+    >>> from deepx_opt.cost_models import load_profile
+    >>> p = load_profile("tegrak1")
+    >>> attrs = {"kind": "gemm", "flops": 2_000_000, "input_bytes": 4000, "weight_bytes": 4_000_000,
+    ...          "output_bytes": 4000}
+    >>> predict_block_us(p, "gpu", attrs) > 0
+    True
+    """
+    if works is None:
+        if ops is None and layer_attrs is not None and shapes is not None and layer_attrs.get("ops"):
+            ops = layer_attrs["ops"]
+        if ops is not None:
+            if shapes is None:
+                raise CostModelError("predict_block_us: ops given without shapes of their input tensors")
+            works = block_works(ops, shapes, fused_relu=fused_relu)
+        elif layer_attrs is not None:
+            try:
+                kind = layer_attrs["kind"]
+                nbytes = sum(float(layer_attrs.get(k, 0)) for k in ("input_bytes", "weight_bytes", "output_bytes"))
+                works = [OpWork(kind=kind, flops=float(layer_attrs["flops"]), bytes=nbytes,
+                                op_type=str(layer_attrs.get("op", "")), name=str(layer_attrs.get("name", "")))]
+            except KeyError as exc:
+                raise CostModelError(f"layer attributes lack {exc.args[0]!r}; need kind and flops") from None
+        else:
+            raise CostModelError("predict_block_us needs works, ops+shapes or layer_attrs")
+    if not works:
+        raise CostModelError("block has no work to cost (empty op list)")
+    return float(sum(predict_work_us(profile, processor, w) for w in works))
