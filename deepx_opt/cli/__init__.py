@@ -18,6 +18,7 @@ from deepx_opt.errors import DeepxError
 COMMAND_MODULES = [
     "inspect_cmd",
     "zoo_cmd",
+    "compress_cmd",
 ]
 
 

@@ -33,6 +33,7 @@ from deepx_opt.graphs.compression import METHODS, LayerFactorizer, apply_ranks, 
 from deepx_opt.graphs.model_graph import ModelGraph, OpSpec
 
 __all__ = [
+    "DEFAULT_METHOD",
     "DEFAULT_FRACTIONS",
     "DEFAULT_ENERGIES",
     "LayerOption",
@@ -41,6 +42,10 @@ __all__ = [
     "candidates",
     "select_ranks",
 ]
+
+#: Factorisation used when none is named: "data" (activation-weighted SVD) when calibration data is given,
+#: else "weight". The benchmark (benchmarks/rlc_accuracy.py, docs/rlc.md) compares the two.
+DEFAULT_METHOD = "data"
 
 #: Default ranks as fractions of min(K, N).
 DEFAULT_FRACTIONS = (1 / 2, 1 / 4, 1 / 8, 1 / 16, 1 / 32)
@@ -201,7 +206,7 @@ def candidates(
     ranks=None,
     calib=None,
     labels=None,
-    method: str = "weight",
+    method: str | None = None,
     margin: float | None = None,
     layers: Sequence[str] | None = None,
     n_configs: int | None = None,
@@ -219,8 +224,9 @@ def candidates(
         proxy (the estimator's ``method`` says which).
     labels : array-like of int, optional
         Labels of ``calib``: the estimate is fitted to measured accuracy drops instead of disagreement.
-    method : {"weight", "data"}
-        Plain SVD of the weights or activation-weighted SVD (needs ``calib``).
+    method : {"weight", "data"}, optional
+        Plain SVD of the weights or activation-weighted SVD (needs ``calib``). Default:
+        :data:`DEFAULT_METHOD` when ``calib`` is given, else ``"weight"``.
     margin : float, optional
         Safety margin of the estimator (default :data:`~deepx_opt.graphs.accuracy.DEFAULT_MARGIN`).
     layers : sequence of str, optional
@@ -234,6 +240,8 @@ def candidates(
     -------
     CandidateGraph
     """
+    if method is None:
+        method = DEFAULT_METHOD if calib is not None else "weight"
     if method not in METHODS:
         raise CompressionError(f"factorisation method {method!r} is unknown; accepted: {list(METHODS)}")
     if layers is not None:
