@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "inspect_cmd",
     "zoo_cmd",
     "compress_cmd",
+    "profile_cmd",
 ]
 
 
