@@ -468,6 +468,7 @@ class Estimator:
             "margin": self.margin,
             "coverage": self.coverage,
             "covered_fraction": float(np.mean(final[keep] >= fit_t - 1e-9)),
+            "covered_within_one_sample_fraction": float(np.mean(final[keep] >= fit_t - step_pts - 1e-9)),
             "mean_abs_err_pts": float(np.mean(np.abs(final[keep] - fit_t))),
             "max_under_pts": float(np.max(fit_t - final[keep])),
             "calib_samples": n_calib,

@@ -1,0 +1,98 @@
+"""``deepx compress``: writes a runnable factorised ONNX model within the limit; JSON report; refusals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from deepx_opt import zoo
+from deepx_opt.cli import compress_cmd
+from deepx_opt.errors import CompressionError, InputError
+
+
+def run_cmd(argv):
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers()
+    compress_cmd.add_parser(sub)
+    args = p.parse_args(["compress", *argv])
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = zoo.digits_dataset().for_model("digits_mlp")
+    tmp = tmp_path_factory.mktemp("compress")
+    np.save(tmp / "x.npy", d.x_test[:270])
+    np.save(tmp / "y.npy", d.y_test[:270])
+    np.save(tmp / "y_short.npy", d.y_test[:100])
+    np.save(tmp / "x_bad.npy", d.x_test[:270, :60])
+    return tmp
+
+
+def test_compress_json_and_written_model_runs(files, capsys):
+    out = files / "small.onnx"
+    code = run_cmd(["digits_mlp", "--max-accuracy-loss", "2", "--calib", str(files / "x.npy"),
+                    "--labels", str(files / "y.npy"), "-o", str(out), "--json"])
+    assert code == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["predicted_loss_pts"] <= 2.0
+    assert rep["measured"]["measured_loss_pts"] <= 2.0
+    assert rep["after"]["weight_bytes"] < rep["before"]["weight_bytes"]
+    assert rep["after"]["flops"] < rep["before"]["flops"]
+    assert rep["estimator"] == "labels" and rep["notes"]
+    assert any(r is not None for r in rep["ranks"].values())
+    # the file is a real ONNX model that onnxruntime runs, with a free batch dimension
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = np.load(files / "x.npy")
+    probs = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert probs.shape == (270, 10)
+    acc = 100 * np.mean(probs.argmax(1) == np.load(files / "y.npy"))
+    assert acc == pytest.approx(rep["measured"]["compressed_top1_pct"])
+    ops = {n.op_type for n in __import__("onnx").load(str(out)).graph.node}
+    assert "MatMul" in ops  # factorised layers: MatMul(A, U) → Gemm(·, V, C)
+
+
+def test_compress_text_without_labels_and_overwrite(files, capsys):
+    out = files / "t.onnx"
+    argv = ["digits_mlp", "--max-accuracy-loss", "1", "--calib", str(files / "x.npy"), "-o", str(out),
+            "--ranks", "0.5,0.25,e0.9", "--method", "weight"]
+    assert run_cmd(argv) == 0
+    text = capsys.readouterr().out
+    assert "estimator: disagreement" in text and "note:" in text and "fewer" in text
+    with pytest.raises(InputError, match="--force"):
+        run_cmd(argv)
+    assert run_cmd(argv + ["--force"]) == 0
+
+
+@pytest.mark.parametrize(
+    "extra, exc, pattern",
+    [
+        (["--calib", "{d}/x_bad.npy"], InputError, r"\(270, 60\).*\(n, 64\)"),
+        (["--calib", "{d}/x.npy", "--labels", "{d}/y_short.npy"], InputError, r"\(100,\).*\(270,\)"),
+        (["--calib", "{d}/missing.npy"], InputError, "does not exist"),
+        (["--calib", "{d}/x.npy", "--ranks", "500"], CompressionError, r"500.*1\.\.64"),
+        (["--calib", "{d}/x.npy", "--ranks", "0"], CompressionError, r"0.*1\.\.64"),
+        (["--calib", "{d}/x.npy", "--ranks", "abc"], InputError, "not understood"),
+        (["--calib", "{d}/x.npy", "--max-accuracy-loss", "-1"], InputError, ">= 0"),
+    ],
+)
+def test_compress_bad_input(files, extra, exc, pattern):
+    extra = [e.format(d=files) for e in extra]
+    argv = ["digits_mlp", "-o", str(files / "bad.onnx"), "--force"]
+    if "--max-accuracy-loss" not in extra:
+        argv += ["--max-accuracy-loss", "1"]
+    with pytest.raises(exc, match=pattern):
+        run_cmd(argv + extra)
+
+
+def test_through_deepx_main(files, capsys):
+    from deepx_opt.cli import main
+
+    code = main(["compress", "digits_mlp", "--max-accuracy-loss", "1", "--calib", str(files / "x_bad.npy"),
+                 "-o", str(files / "m.onnx")])
+    assert code == 2
+    assert "deepx compress: error:" in capsys.readouterr().err

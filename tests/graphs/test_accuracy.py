@@ -1,0 +1,108 @@
+"""The RLC accuracy estimator: calibration checks, measurement consistency with the written model,
+fallbacks without labels / without data, and its fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepx_opt import zoo
+from deepx_opt.errors import CompressionError, InputError
+from deepx_opt.graphs import load_onnx
+from deepx_opt.graphs.accuracy import Estimator, check_calibration, evaluate_model, logits_tensor, top1
+from deepx_opt.graphs.compression import apply_ranks, factorizers
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return load_onnx(zoo.build("digits_cnn"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    d = zoo.digits_dataset().for_model("digits_cnn")
+    return d.x_test[:200], d.y_test[:200]
+
+
+def test_check_calibration_shapes_and_labels(cnn, data):
+    x, y = data
+    feeds, labels = check_calibration(cnn, x, y)
+    assert feeds["input"].shape == (200, 1, 8, 8) and labels.dtype == np.int64
+    flat, _ = check_calibration(cnn, x.reshape(200, 64))  # flat samples reshape to the input
+    np.testing.assert_array_equal(flat["input"], x)
+    with pytest.raises(InputError, match=r"\(4, 7, 8, 8\).*\(n, 1, 8, 8\)"):
+        check_calibration(cnn, np.zeros((4, 7, 8, 8)))
+    with pytest.raises(InputError, match="without calibration"):
+        check_calibration(cnn, None, y)
+    with pytest.raises(InputError, match=r"\(199,\).*\(200,\)"):
+        check_calibration(cnn, x, y[:199])
+    with pytest.raises(InputError, match=r"0\.\.9"):
+        check_calibration(cnn, x, np.full(200, 10))
+    with pytest.raises(InputError, match="integer"):
+        check_calibration(cnn, x, y + 0.5)
+    with pytest.raises(InputError, match="empty"):
+        check_calibration(cnn, x[:0])
+
+
+def test_logits_tensor_is_softmax_input(cnn):
+    assert logits_tensor(cnn) != cnn.outputs[0]
+    assert cnn.tensors[logits_tensor(cnn)].shape == (1, 10)
+
+
+@pytest.mark.parametrize("method", ["weight", "data"])
+def test_probe_measurement_matches_factorised_model(cnn, data, method):
+    """What the estimator measures (rank-r reconstructions fed to a probe) is what the factorised graph does."""
+    x, y = data
+    fzs = factorizers(cnn)
+    assert set(fzs) == {"conv1", "conv2", "fc1", "fc2"}
+    est = Estimator.build(cnn, fzs, calib=x, labels=y, factor_method=method)
+    cfg = {"conv2": 6, "fc1": 8}
+    m = est.measure(cfg)
+    small = apply_ranks(cnn, cfg, method=method, factorizers_=fzs)
+    dense = evaluate_model(cnn, x, y)
+    comp = evaluate_model(small, x, y, reference=top1(dense["outputs"]))
+    assert m["loss_pts"] == pytest.approx(dense["top1_pct"] - comp["top1_pct"], abs=1e-9)
+    assert m["disagree_pts"] == pytest.approx(100 - comp["agreement_pct"], abs=1e-9)
+    assert m["rel_err"] > 0
+
+
+def test_labels_fit_is_additive_conservative_on_its_data(cnn, data):
+    x, y = data
+    fzs = factorizers(cnn)
+    options = {"conv2": [4, 8, 16], "fc1": [4, 8, 16, 32]}
+    est = Estimator.build(cnn, fzs, options, calib=x, labels=y, factor_method="data", n_configs=24)
+    assert est.method == "labels"
+    # covered to within one calibration sample on the configured fraction of the measured configurations
+    assert est.fit_["covered_within_one_sample_fraction"] >= est.coverage
+    for v, ranks in options.items():
+        losses = [est.loss_pts(v, r) for r in ranks]
+        assert all(a >= 0 for a in losses)
+        assert losses[0] > losses[-1]  # heavier compression costs more
+    cfg = {"conv2": 8, "fc1": 8}
+    assert est.predict(cfg) == pytest.approx(est.loss_pts("conv2", 8) + est.loss_pts("fc1", 8))
+    assert est.predict({"conv2": None}) == 0.0
+    s = est.summary()
+    assert s["method"] == "labels" and s["notes"] and s["fit"]["configs"] >= 7
+
+
+def test_without_labels_uses_disagreement(cnn, data):
+    x, _ = data
+    est = Estimator.build(cnn, factorizers(cnn), {"fc1": [4, 16]}, calib=x, n_configs=8)
+    assert est.method == "disagreement"
+    assert "disagreement" in est.notes[-1]
+    assert "loss_pts" not in est.measure({"fc1": 4})
+    assert est.loss_pts("fc1", 4) > est.loss_pts("fc1", 16) >= 0
+
+
+def test_without_data_weight_energy_and_errors(cnn, data):
+    x, _ = data
+    est = Estimator.build(cnn, factorizers(cnn), {"fc1": [4]})
+    assert est.method == "weight-energy" and "not measured" in est.notes[0].replace("it was not", "not")
+    with pytest.raises(CompressionError, match="calibration data"):
+        est.measure({"fc1": 4})
+    with pytest.raises(CompressionError, match="1..64"):
+        est.loss_pts("fc1", 65)
+    with pytest.raises(CompressionError, match="needs calibration"):
+        Estimator.build(cnn, factorizers(cnn), factor_method="data")
+    with pytest.raises(CompressionError, match="margin"):
+        Estimator.build(cnn, factorizers(cnn), calib=x, margin=-0.1)

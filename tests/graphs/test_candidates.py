@@ -1,0 +1,144 @@
+"""RLC candidates: default and custom rank sets, the CandidateGraph, and rank selection within a limit."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+
+from deepx_opt import zoo
+from deepx_opt.errors import CompressionError, InputError
+from deepx_opt.graphs import load_onnx
+from deepx_opt.graphs.accuracy import evaluate_model
+from deepx_opt.graphs.candidates import candidate_ranks, candidates, select_ranks
+from deepx_opt.graphs.compression import factorizers
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return load_onnx(zoo.build("digits_mlp"))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = zoo.digits_dataset().for_model("digits_mlp")
+    # calibration: one half of the held-out split; the other half stays unseen
+    idx = np.random.default_rng(0).permutation(len(d.y_test))
+    return d.x_test[idx[:270]], d.y_test[idx[:270]], d.x_test[idx[270:]], d.y_test[idx[270:]]
+
+
+@pytest.fixture(scope="module")
+def cg(mlp, digits):
+    x, y, _, _ = digits
+    return candidates(mlp, calib=x, labels=y, method="data")
+
+
+def test_default_rank_set(mlp):
+    fz = factorizers(mlp)["fc2"]  # 256 × 128 → min 128
+    ranks, notes = candidate_ranks(fz)
+    assert ranks == sorted(set(ranks))
+    assert {64, 32, 16, 8, 4}.issubset(ranks)
+    for e in (0.99, 0.95, 0.90):  # kept exactly when they save something over dense
+        r = fz.energy_rank(e)
+        assert (r in ranks) == (r * (256 + 128) < 256 * 128)
+    assert fz.energy_rank(0.99) not in ranks  # 109: more parameters than dense
+    assert all(r * (256 + 128) < 256 * 128 for r in ranks)
+    assert notes == []
+    # energy ranks keep at least that much energy, one fewer does not
+    s2 = fz.singular_values() ** 2
+    r95 = fz.energy_rank(0.95)
+    assert s2[:r95].sum() / s2.sum() >= 0.95 > s2[: r95 - 1].sum() / s2.sum()
+
+
+def test_custom_ranks_fractions_energy_and_dropping(mlp):
+    fz = factorizers(mlp)["fc3"]  # 128 × 10 → min 10; saves only when r·138 < 1280, i.e. r <= 9
+    ranks, notes = candidate_ranks(fz, [10, 9, 0.5, "e0.9"])
+    assert 10 not in ranks and 9 in ranks and 5 in ranks
+    assert any("dropped" in n and "[10]" in n for n in notes)
+    with pytest.raises(CompressionError, match="1..10"):
+        candidate_ranks(fz, [11])
+    with pytest.raises(CompressionError, match="1..10"):
+        candidate_ranks(fz, [0])
+    with pytest.raises(CompressionError, match="fraction"):
+        candidate_ranks(fz, [1.5])
+    with pytest.raises(CompressionError, match="not understood"):
+        candidate_ranks(fz, ["x0.9"])
+
+
+def test_candidate_graph_options_and_summary(cg, mlp):
+    assert list(cg.options) == mlp.layers()
+    for v, opts in cg.options.items():
+        assert opts[0].rank is None and opts[0].accuracy_loss_pts == 0.0
+        assert opts[0].flops == mlp.layer(v)["flops"]
+        ranks = [o.rank for o in opts[1:]]
+        assert ranks == sorted(ranks)
+        for o in opts[1:]:
+            assert o.flops < opts[0].flops and o.weight_bytes < opts[0].weight_bytes
+            assert o.accuracy_loss_pts >= 0
+            assert o.ops[0].op_type == "MatMul"
+            u, v_, b = o.factors()
+            assert u.shape[1] == o.rank == v_.shape[0]
+    assert [o.rank for o in cg.options["prob"]] == [None]  # softmax: dense only
+    s = cg.summary()
+    text = json.dumps(s)
+    assert json.loads(text)["layers"]["fc1"][0]["rank"] is None
+    assert s["accuracy"]["method"] == "labels"
+    assert s["dense"]["weight_bytes"] == mlp.total("weight_bytes")
+
+
+def test_select_ranks_is_optimal_and_within_limit(cg):
+    layers = [v for v, o in cg.options.items() if len(o) > 1]
+    for limit in (0.0, 0.5, 1.0, 2.0, 5.0):
+        choice = select_ranks(cg, limit)
+        assert set(choice) == set(layers)
+        assert cg.predicted_loss_pts(choice) <= limit + 1e-9
+        # brute force over every combination (losses rounded up to 0.01 points, as the DP does) agrees
+        steps = lambda o: math.ceil(o.accuracy_loss_pts / 0.01 - 1e-9)  # noqa: E731
+        best = min(
+            sum(o.flops for o in combo)
+            for combo in itertools.product(*(cg.options[v] for v in layers))
+            if sum(steps(o) for o in combo) <= round(limit / 0.01)
+        )
+        assert sum(cg.option(v, r).flops for v, r in choice.items()) == best
+    assert select_ranks(cg, 0.0) == {v: None for v in layers}
+    with pytest.raises(CompressionError, match=">= 0"):
+        select_ranks(cg, -1)
+    with pytest.raises(CompressionError, match="objective"):
+        select_ranks(cg, 1, objective="energy")
+
+
+def test_selected_model_respects_limit_when_measured(cg, mlp, digits):
+    x, y, x_held, y_held = digits
+    dense_cal = evaluate_model(mlp, x, y)["top1_pct"]
+    dense_held = evaluate_model(mlp, x_held, y_held)["top1_pct"]
+    for limit in (1.0, 2.0):
+        choice = select_ranks(cg, limit)
+        small = cg.apply(choice)
+        assert small.total("weight_bytes") < mlp.total("weight_bytes")
+        assert dense_cal - evaluate_model(small, x, y)["top1_pct"] <= limit
+        assert dense_held - evaluate_model(small, x_held, y_held)["top1_pct"] <= limit
+
+
+def test_weight_only_candidates_without_calibration(mlp):
+    cg = candidates(mlp)
+    assert cg.method == "weight" and cg.estimator.method == "weight-energy"
+    assert any("uncalibrated" in n for n in cg.notes)
+    fz = cg.estimator.factorizers["fc1"]
+    s2 = fz.singular_values() ** 2
+    o = cg.options["fc1"][1]
+    assert o.accuracy_loss_pts == pytest.approx(100 * s2[o.rank:].sum() / s2.sum())
+
+
+def test_candidates_errors(mlp, digits):
+    x, y, _, _ = digits
+    with pytest.raises(CompressionError, match="needs calibration"):
+        candidates(mlp, method="data")
+    with pytest.raises(InputError, match="without calibration"):
+        candidates(mlp, labels=y)
+    with pytest.raises(CompressionError, match="not factorised"):
+        candidates(mlp, calib=x, ranks={"prob": [2]}, method="weight")
+    with pytest.raises(CompressionError, match="cannot be factorised"):
+        candidates(mlp, layers=["prob"])
