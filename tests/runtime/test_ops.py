@@ -112,6 +112,8 @@ CASES = [
     ("globalavgpool", "GlobalAveragePool", [r(2, 3, 5, 6)], {}, None),
     ("globalmaxpool", "GlobalMaxPool", [r(2, 3, 5, 6)], {}, None),
     ("lrn", "LRN", [r(1, 7, 4, 4)], dict(size=5, alpha=1e-2, beta=0.75, bias=1.0), None),
+    ("lrn-beta-generic", "LRN", [r(1, 4, 3, 3)], dict(size=3, alpha=0.5, beta=0.6, bias=1.5), None),
+    ("lrn-beta1", "LRN", [r(1, 4, 3, 3)], dict(size=5, alpha=0.3, beta=1.0, bias=1.0), None),
     ("lrn-size3", "LRN", [r(2, 6, 3, 3)], dict(size=3, alpha=2e-2, beta=0.5, bias=2.0), None),
     ("reshape", "Reshape", [r(2, 3, 4)], dict(shape=(6, 4)), None),
     ("transpose", "Transpose", [r(2, 3, 4, 5)], dict(perm=(0, 2, 3, 1)), None),

@@ -35,8 +35,11 @@ inline void store_out(__global float *C, int idx, float v, __global const float 
 
 GEMM_BLOCKED = GEMM_EPILOGUE + """
 #ifndef TM
-#define TM 6
+#define TM 8
 #endif
+/* B is packed in 16-column panels: element (k, n) at b_off + (n / 16) * K * 16 + k * 16 + n % 16, with the
+   columns padded to a multiple of 16 with zeros (see pack_b / im2col_packed), so the strip a work-item
+   reads is contiguous and there is no column edge case in the inner loop. ldb is unused. */
 __kernel void gemm(""" + GEMM_ARGS + """) {
     const int cb = get_global_id(0) * 16;
     const int rb = get_global_id(1) * TM;
@@ -46,21 +49,11 @@ __kernel void gemm(""" + GEMM_ARGS + """) {
     for (int i = 0; i < TM; ++i) roff[i] = a_off + (rb + min(i, rows - 1)) * lda;
     float16 acc[TM];
     for (int i = 0; i < TM; ++i) acc[i] = (float16)(0.0f);
-    __global const float *Bb = B + b_off + cb;
-    if (cb + 16 <= N) {
-        for (int k = 0; k < K; ++k) {
-            const float16 bv = vload16(0, Bb + k * ldb);
-            #pragma unroll
-            for (int i = 0; i < TM; ++i) acc[i] = fma((float16)(A[roff[i] + k]), bv, acc[i]);
-        }
-    } else {
-        const int ncols = N - cb;
-        for (int k = 0; k < K; ++k) {
-            float tmp[16];
-            for (int j = 0; j < 16; ++j) tmp[j] = j < ncols ? Bb[k * ldb + j] : 0.0f;
-            const float16 bv = vload16(0, tmp);
-            for (int i = 0; i < TM; ++i) acc[i] = fma((float16)(A[roff[i] + k]), bv, acc[i]);
-        }
+    __global const float *Bb = B + b_off + (cb / 16) * K * 16;
+    for (int k = 0; k < K; ++k) {
+        const float16 bv = vload16(k, Bb);
+        #pragma unroll
+        for (int i = 0; i < TM; ++i) acc[i] = fma((float16)(A[roff[i] + k]), bv, acc[i]);
     }
     const int ncols = min(16, N - cb);
     for (int i = 0; i < rows; ++i) {
@@ -71,6 +64,52 @@ __kernel void gemm(""" + GEMM_ARGS + """) {
             store_out(C, c_off + m * ldc + cb + j, r[j], bias, bias_off + m * bias_sm + (cb + j) * bias_sn,
                       has_bias, alpha, beta, relu);
     }
+}
+
+/* pack a K x N matrix (element (k, n) at in_off + k * sk + n * sn) into 16-column panels */
+__kernel void pack_b(__global float *out, __global const float *in, const int in_off, const int sk,
+                     const int sn, const int K, const int N, const int n_total) {
+    const int gid = get_global_id(0);
+    if (gid >= n_total) return;
+    const int j = gid % 16;
+    const int k = (gid / 16) % K;
+    const int n = (gid / (16 * K)) * 16 + j;
+    out[gid] = n < N ? in[in_off + k * sk + n * sn] : 0.0f;
+}
+
+/* im2col straight into the packed panel layout, one (kdim x OH*OW) panel set per group; one work-item
+   fills the 16 columns of one panel row (index arithmetic once per 16 values, one vector store) */
+__kernel void im2col_packed(__global float *cols, __global const float *x, const int x_off,
+                            const int Cg, const int H, const int W, const int OH, const int OW,
+                            const int kh, const int kw, const int sh, const int sw, const int pt, const int pl,
+                            const int dh, const int dw, const int n_rows) {
+    const int gid = get_global_id(0);
+    if (gid >= n_rows) return;
+    const int kdim = Cg * kh * kw;
+    const int ohw = OH * OW;
+    const int npan = (ohw + 15) / 16;
+    const int k = gid % kdim;
+    const int t = gid / kdim;
+    const int pan = t % npan;
+    const int g = t / npan;
+    const int kj = k % kw;
+    const int ki = (k / kw) % kh;
+    const int c = g * Cg + k / (kh * kw);
+    __global const float *xc = x + x_off + c * H * W;
+    int n = pan * 16;
+    int oh = n / OW, ow = n % OW;
+    float v[16];
+    for (int j = 0; j < 16; ++j, ++n) {
+        float val = 0.0f;
+        if (n < ohw) {
+            const int h = oh * sh - pt + ki * dh;
+            const int w = ow * sw - pl + kj * dw;
+            if (h >= 0 && h < H && w >= 0 && w < W) val = xc[h * W + w];
+        }
+        v[j] = val;
+        if (++ow == OW) { ow = 0; ++oh; }
+    }
+    vstore16(vload16(0, v), gid, cols);
 }
 """
 
@@ -221,7 +260,15 @@ __kernel void lrn(__global float *out, __global const float *x, const int C, con
     const int hi = min(C - 1, c + (size - 1) - (size - 1) / 2);
     float s = 0.0f;
     for (int k = lo; k <= hi; ++k) { const float v = x[(b * C + k) * HW + p]; s += v * v; }
-    out[gid] = x[gid] / pow(bias + alpha / (float)size * s, beta);
+    const float d = bias + alpha / (float)size * s;  /* > 0 */
+    /* PoCL's pow/exp/log are scalar library calls (~90 / 25 ns per element); the common betas
+       (AlexNet's 0.75) go through rsqrt/sqrt, which vectorise (~2 ns) */
+    float inv;
+    if (beta == 0.75f) inv = rsqrt(d) * rsqrt(sqrt(d));
+    else if (beta == 0.5f) inv = rsqrt(d);
+    else if (beta == 1.0f) inv = 1.0f / d;
+    else inv = exp(-beta * log(d));
+    out[gid] = x[gid] * inv;
 }
 
 __kernel void softmax(__global float *out, __global const float *x, const int dim, const int inner,
