@@ -187,8 +187,9 @@ def figure_to_svg(fig: "Figure", *, inline: bool = False, id_prefix: str = "", k
     if inline:
         start = svg.find("<svg")
         svg = svg[start:]
-        # scale with the page: keep the viewBox, let CSS set the size
-        svg = re.sub(r'^<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 class="deepx-fig"', svg, count=1)
+        # shrink with the page but never grow past the natural size: keep the viewBox, size by CSS
+        svg = re.sub(r'^<svg([^>]*?) width="([^"]*)" height="[^"]*"',
+                     r'<svg\1 class="deepx-fig" style="width: 100%; max-width: \2; height: auto"', svg, count=1)
     return svg
 
 
