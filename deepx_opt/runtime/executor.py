@@ -1,0 +1,665 @@
+"""Run a ModelGraph with its layers placed on processors, and measure what happens.
+
+:func:`execute_graph` runs one worker thread per processor. A layer is queued on its processor's worker once
+every layer it reads from has finished; on each processor, ready layers run in plan order (``priority``,
+default: the model's topological order). A tensor that crosses processors is downloaded to the host by the
+producer's worker (once per tensor) and uploaded by each consumer's worker; those copies are counted in
+bytes and timed apart from the blocks. Weights are uploaded once per processor before anything is timed.
+
+Each block is synchronised after its ops, so per-block times are device times seen from the host. The
+end-to-end latency of a repeat runs from the moment the graph inputs are handed to the workers until every
+graph output is back on the host.
+
+Memory: ``peak_rss_bytes`` is the process's resident set size (``/proc/self/statm``) sampled every
+millisecond during the timed repeats — it includes everything the process holds (Python, libraries,
+zero-copy OpenCL buffers on CPU devices). ``peak_live_bytes`` is exact and per processor: the largest total
+of resident weights plus live activations the executor held there (activations are dropped after their last
+reader).
+
+Energy: measured only through NVML's total-energy counter when ``pynvml`` imports and an NVIDIA OpenCL device
+is used (``energy_source="nvml"``, GPU board energy during the timed repeats, per repeat); otherwise
+``energy_uj`` is ``None`` and ``energy_source="none"`` (model it from a profile instead).
+
+Example
+-------
+>>> import numpy as np
+>>> from deepx_opt import zoo
+>>> from deepx_opt.graphs import load_onnx
+>>> m = load_onnx(zoo.build("speakerid"))                               # doctest: +SKIP
+>>> x = {n: np.zeros(t.shape, t.dtype) for n, t in m.inputs.items()}   # doctest: +SKIP
+>>> outs, report = execute_graph(m, {v: "cpu" for v in m.layers()}, x)  # doctest: +SKIP
+>>> report.latency_us > 0                                               # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from deepx_opt.errors import BackendUnavailableError, InputError, PlanError
+from deepx_opt.runtime.backends.base import (
+    FUSED_ACTIVATION_ATTR,
+    Backend,
+    available_backends,
+    canonical_processor_name,
+    get_backend,
+)
+
+__all__ = ["RunReport", "BlockRecord", "TransferRecord", "execute_graph", "execute"]
+
+_REPORT_FORMAT = "deepx_opt.run_report"
+_REPORT_VERSION = 1
+_FUSABLE = ("Conv", "Gemm", "MatMul")
+
+
+# ------------------------------------------------------------------------------------------- report
+@dataclass
+class BlockRecord:
+    """One block's measurement: median over repeats, plus its place in the last repeat's timeline."""
+
+    layer: str
+    processor: str
+    latency_us: float
+    start_us: float
+    finish_us: float
+    latencies_us: list[float] = field(default_factory=list)
+
+
+@dataclass
+class TransferRecord:
+    """One cross-processor copy of the last repeat (device → host → device)."""
+
+    tensor: str
+    src_layer: str
+    dst_layer: str
+    src_processor: str
+    dst_processor: str
+    bytes: int
+    latency_us: float
+
+
+@dataclass
+class RunReport:
+    """What :func:`execute_graph` measured (JSON round-trip with :meth:`to_json` / :meth:`from_json`).
+
+    Latencies in µs; ``latency_us`` is the median end-to-end latency over ``repeat`` timed runs,
+    ``latency_us_min``/``latency_us_max``/``latency_us_iqr`` its spread and ``latencies_us`` every run.
+    ``transfer_bytes`` and ``transfer_us`` are per run (cross-processor edges only); ``input_bytes`` /
+    ``output_bytes`` are the host → processor and processor → host copies of graph inputs and outputs.
+    ``predicted`` holds the plan's predictions when the run came from :func:`execute`.
+    """
+
+    model: str
+    placement: dict[str, str]
+    processors: list[str]
+    repeat: int
+    warmup: int
+    latency_us: float
+    latency_us_min: float
+    latency_us_max: float
+    latency_us_iqr: float
+    latencies_us: list[float]
+    blocks: dict[str, BlockRecord]
+    transfers: list[TransferRecord]
+    transfer_bytes: int
+    transfer_us: float
+    input_bytes: int
+    output_bytes: int
+    weight_bytes: dict[str, int]
+    weight_upload_us: dict[str, float]
+    peak_live_bytes: dict[str, int]
+    peak_rss_bytes: int
+    mem_source: str
+    energy_uj: float | None
+    energy_source: str
+    predicted: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["format"] = _REPORT_FORMAT
+        d["version"] = _REPORT_VERSION
+        return d
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunReport":
+        if d.get("format") != _REPORT_FORMAT or d.get("version") != _REPORT_VERSION:
+            raise InputError(
+                f"not a deepx_opt run report: format={d.get('format')!r} version={d.get('version')!r}; "
+                f"expected {_REPORT_FORMAT!r} version {_REPORT_VERSION}"
+            )
+        kw = {k: v for k, v in d.items() if k not in ("format", "version")}
+        kw["blocks"] = {k: BlockRecord(**v) for k, v in kw["blocks"].items()}
+        kw["transfers"] = [TransferRecord(**t) for t in kw["transfers"]]
+        return cls(**kw)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunReport":
+        return cls.from_dict(json.loads(text))
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        lines = [
+            f"{self.model}: {self.latency_us / 1e3:.3f} ms median over {self.repeat} runs "
+            f"(min {self.latency_us_min / 1e3:.3f}, max {self.latency_us_max / 1e3:.3f}) on {', '.join(self.processors)}",
+            f"cross-processor copies: {self.transfer_bytes} B in {self.transfer_us:.0f} us per run; "
+            f"peak RSS {self.peak_rss_bytes / 2**20:.1f} MiB; energy "
+            + (f"{self.energy_uj:.0f} uJ ({self.energy_source})" if self.energy_uj is not None else "not measured"),
+        ]
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- measurements
+class _RssSampler:
+    """Peak resident set size, sampled from /proc/self/statm every ``period_s`` in a daemon thread."""
+
+    def __init__(self, period_s: float = 1e-3) -> None:
+        self.period_s = period_s
+        self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="deepx-rss", daemon=True)
+
+    @staticmethod
+    def _rss() -> int:
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            import resource
+
+            return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self) -> "_RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+class _NvmlEnergy:
+    """NVML total-energy counter of the NVIDIA GPUs behind the used OpenCL devices (mJ → µJ)."""
+
+    def __init__(self, backends: Sequence[Backend]) -> None:
+        self.handles = []
+        self.reason = "no NVIDIA OpenCL device in the placement"
+        nvidia = [b for b in backends if b.kind == "gpu" and "nvidia" in getattr(getattr(b, "info", None), "label", "").lower()]
+        if not nvidia:
+            return
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            # OpenCL does not expose the PCI bus id portably; with one NVIDIA GPU per process (the usual
+            # case) the order of NVIDIA devices in the OpenCL platform matches NVML's index order.
+            count = pynvml.nvmlDeviceGetCount()
+            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(min(count, len(nvidia)))]
+            self._nvml = pynvml
+            self.read()
+        except Exception as exc:  # ImportError, NVMLError, missing counter support
+            self.handles = []
+            self.reason = f"NVML unavailable ({type(exc).__name__}: {exc})"
+
+    def read(self) -> float:
+        return sum(float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(h)) for h in self.handles) * 1e3
+
+
+# ----------------------------------------------------------------------------------------- execution
+@dataclass
+class _Layer:
+    name: str
+    index: int
+    processor: str
+    ops: list
+    inputs: list[str]
+    outputs: list[str]
+    successors: list[str]
+    n_preds: int
+    weights: list[str]
+
+
+def _fuse_plan(ops: Sequence, outputs: Sequence[str]) -> list[tuple[str, list[str], list[str], dict]]:
+    """The block's ops with ``main → Relu`` pairs merged into the main op (``fused_activation``).
+
+    A pair merges only when the Relu reads the main op's only output and nothing else (no later op, no
+    block output) reads that intermediate tensor.
+    """
+    steps = []
+    i = 0
+    while i < len(ops):
+        op = ops[i]
+        nxt = ops[i + 1] if i + 1 < len(ops) else None
+        if (nxt is not None and op.op_type in _FUSABLE and nxt.op_type == "Relu" and len(op.outputs) == 1
+                and nxt.inputs == [op.outputs[0]] and op.outputs[0] not in outputs
+                and not any(op.outputs[0] in later.inputs for later in ops[i + 2:])
+                and FUSED_ACTIVATION_ATTR not in op.attrs):
+            steps.append((op.op_type, list(op.inputs), list(nxt.outputs), dict(op.attrs, **{FUSED_ACTIVATION_ATTR: "Relu"})))
+            i += 2
+            continue
+        steps.append((op.op_type, list(op.inputs), list(op.outputs), op.attrs))
+        i += 1
+    return steps
+
+
+def _validate_inputs(model, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    missing = [n for n in model.inputs if n not in inputs]
+    if missing:
+        raise InputError(f"missing graph input(s) {missing}; model {model.name!r} expects {list(model.inputs)}")
+    extra = [n for n in inputs if n not in model.inputs]
+    if extra:
+        raise InputError(f"unknown input(s) {extra}; model {model.name!r} expects {list(model.inputs)}")
+    out = {}
+    for name, info in model.inputs.items():
+        arr = inputs[name]
+        if not isinstance(arr, np.ndarray):
+            raise InputError(f"input {name!r} must be a numpy.ndarray, got {type(arr).__name__}")
+        if tuple(arr.shape) != tuple(info.shape) or arr.dtype != np.dtype(info.dtype):
+            raise InputError(
+                f"input {name!r}: expected shape {tuple(info.shape)} dtype {info.dtype}, "
+                f"got shape {tuple(arr.shape)} dtype {arr.dtype}"
+            )
+        out[name] = np.ascontiguousarray(arr)
+    return out
+
+
+def _resolve_placement(model, placement: Mapping[str, str]) -> dict[str, str]:
+    layers = model.layers()
+    missing = [v for v in layers if v not in placement]
+    if missing:
+        raise PlanError(f"placement has no processor for layer(s) {missing[:10]}"
+                        f"{' ...' if len(missing) > 10 else ''} of model {model.name!r}")
+    unknown = [v for v in placement if v not in model.dag]
+    if unknown:
+        raise PlanError(f"placement names layer(s) {unknown[:10]} that model {model.name!r} does not have")
+    canon: dict[str, str] = {}
+    cache: dict[str, str] = {}
+    for v in layers:
+        p = placement[v]
+        if p not in cache:
+            try:
+                cache[p] = canonical_processor_name(p)
+            except BackendUnavailableError as exc:
+                raise BackendUnavailableError(
+                    f"layer {v!r} is placed on processor {p!r}, which this machine lacks; "
+                    f"available: {', '.join(available_backends())} ({exc})"
+                ) from None
+        canon[v] = cache[p]
+    return canon
+
+
+class _Executor:
+    def __init__(self, model, placement: dict[str, str], backends: dict[str, Backend],
+                 priority: Mapping[str, float] | None) -> None:
+        self.model = model
+        self.backends = backends
+        self.placement = placement
+        order = model.layers()
+        prio = {v: (float(priority[v]) if priority and v in priority else float(i), i) for i, v in enumerate(order)}
+        self.producer: dict[str, str] = {}
+        for v in order:
+            for t in model.layer(v)["outputs"]:
+                self.producer[t] = v
+            for op in model.layer(v)["ops"]:
+                for t in op.outputs:
+                    self.producer.setdefault(t, v)
+        preds_of = {v: sorted({self.producer[t] for t in model.layer(v)["inputs"] if t in self.producer} - {v})
+                    for v in order}
+        succ_of: dict[str, list[str]] = {v: [] for v in order}
+        for v, ps in preds_of.items():
+            for u in ps:
+                succ_of[u].append(v)
+        self.layers: dict[str, _Layer] = {}
+        for v in order:
+            d = model.layer(v)
+            preds = preds_of[v]
+            self.layers[v] = _Layer(
+                name=v, index=order.index(v), processor=placement[v],
+                ops=_fuse_plan(d["ops"], d["outputs"]), inputs=list(d["inputs"]), outputs=list(d["outputs"]),
+                successors=succ_of[v], n_preds=len(preds), weights=list(d.get("weight_names", [])),
+            )
+        self.prio = prio
+        # readers: per tensor, the layers that read it (graph outputs get an extra host reader)
+        self.readers: dict[str, list[str]] = {}
+        for v, lay in self.layers.items():
+            for t in lay.inputs:
+                self.readers.setdefault(t, []).append(v)
+        self.graph_outputs = list(model.outputs)
+        self.weights: dict[str, dict[str, Any]] = {p: {} for p in backends}
+        self.weight_bytes = {p: 0 for p in backends}
+        self.weight_upload_us = {p: 0.0 for p in backends}
+
+    # -------------------------------------------------------------------------------- weights
+    def upload_weights(self) -> None:
+        for p, be in self.backends.items():
+            names = sorted({w for lay in self.layers.values() if lay.processor == p for w in lay.weights})
+            t0 = time.perf_counter()
+            for w in names:
+                arr = self.model.weights[w]
+                self.weights[p][w] = be.upload(arr)
+                self.weight_bytes[p] += int(arr.nbytes)
+            be.synchronize()
+            self.weight_upload_us[p] = (time.perf_counter() - t0) * 1e6
+
+    # ---------------------------------------------------------------------------------- one run
+    def run_once(self, host_inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        lock = threading.Lock()
+        done = threading.Event()
+        queues: dict[str, list] = {p: [] for p in self.backends}
+        conds = {p: threading.Condition(lock) for p in self.backends}
+        remaining_preds = {v: lay.n_preds for v, lay in self.layers.items()}
+        env: dict[str, dict[str, Any]] = {p: {} for p in self.backends}  # processor -> tensor -> handle
+        host: dict[str, np.ndarray] = dict(host_inputs)  # tensors on the host (graph inputs, crossings)
+        pending_readers = {t: len(r) for t, r in self.readers.items()}
+        live = {p: 0 for p in self.backends}
+        peak_live = {p: 0 for p in self.backends}
+        state = {"left": len(self.layers), "error": None}
+        blocks: dict[str, tuple[float, float]] = {}
+        transfers: list[TransferRecord] = []
+        counters = {"input_bytes": 0, "output_bytes": 0}
+        outputs: dict[str, np.ndarray] = {}
+        download_us: dict[str, float] = {}  # producer-side half of each crossing
+
+        def nbytes(be, h) -> int:
+            return int(np.prod(be.shape_of(h), dtype=np.int64)) * be.dtype_of(h).itemsize
+
+        def push(v: str) -> None:  # lock held
+            lay = self.layers[v]
+            heapq.heappush(queues[lay.processor], (self.prio[v], v))
+            conds[lay.processor].notify()
+
+        def fetch_input(p: str, be: Backend, lay: _Layer, t: str) -> Any:
+            """Handle of tensor t on processor p, copying it across when it lives elsewhere."""
+            h = env[p].get(t)
+            if h is not None:
+                return h
+            if t in self.model.weights:  # a weight read as an activation input (rare)
+                h = self.weights[p].get(t)
+                return h if h is not None else be.upload(self.model.weights[t])
+            src_layer = self.producer.get(t)
+            src_proc = self.layers[src_layer].processor if src_layer else None
+            t0 = time.perf_counter()
+            with lock:
+                arr = host.get(t)
+            if arr is None:
+                raise PlanError(f"tensor {t!r} read by layer {lay.name!r} was never produced")
+            h = be.upload(arr)
+            be.synchronize()
+            dt = (time.perf_counter() - t0) * 1e6
+            size = int(arr.nbytes)
+            with lock:
+                env[p][t] = h
+                live[p] += size
+                peak_live[p] = max(peak_live[p], live[p])
+                if src_layer is None:
+                    counters["input_bytes"] += size
+                else:
+                    transfers.append(TransferRecord(t, src_layer, lay.name, src_proc, p, size, dt))
+            return h
+
+        def release(t: str) -> None:  # lock held: drop a tensor everywhere once its last reader finished
+            for p, e in env.items():
+                h = e.pop(t, None)
+                if h is not None:
+                    live[p] -= nbytes(self.backends[p], h)
+            host.pop(t, None)
+
+        def run_layer(p: str, be: Backend, lay: _Layer) -> None:
+            handles = {t: fetch_input(p, be, lay, t) for t in lay.inputs}
+            wts = self.weights[p]
+            t0 = time.perf_counter()
+            local = dict(handles)
+            for op_type, ins, outs, attrs in lay.ops:
+                args = []
+                for t in ins:
+                    if not t:
+                        args.append(None)
+                    elif t in local:
+                        args.append(local[t])
+                    elif t in wts:
+                        args.append(wts[t])
+                    else:
+                        raise PlanError(f"op {op_type} of layer {lay.name!r} reads {t!r}, which is neither an "
+                                        f"input of the block, an earlier op's output nor a weight")
+                res = be.run(op_type, args, attrs)
+                local.update(zip(outs, res))
+            be.synchronize()
+            t1 = time.perf_counter()
+            blocks[lay.name] = (t0, t1)
+            # publish outputs; copy to the host those read on other processors or that are graph outputs
+            produced = {t: local[t] for t in lay.outputs}
+            to_host = [t for t in lay.outputs
+                       if t in self.graph_outputs
+                       or any(self.layers[r].processor != p for r in self.readers.get(t, []))]
+            host_copies, dts = {}, {}
+            for t in to_host:
+                c0 = time.perf_counter()
+                host_copies[t] = be.download(produced[t])
+                dts[t] = (time.perf_counter() - c0) * 1e6
+            with lock:
+                for t, h in produced.items():
+                    if t not in self.readers and t not in self.graph_outputs:
+                        continue
+                    env[p][t] = h
+                    live[p] += nbytes(be, h)
+                peak_live[p] = max(peak_live[p], live[p])
+                for t in to_host:
+                    host[t] = host_copies[t]
+                    download_us[t] = dts[t]
+                    if t in self.graph_outputs:
+                        outputs[t] = host_copies[t]
+                        counters["output_bytes"] += int(host_copies[t].nbytes)
+                for t in lay.inputs:
+                    if t in pending_readers:
+                        pending_readers[t] -= 1
+                        if pending_readers[t] == 0 and t not in self.graph_outputs:
+                            release(t)
+                for s in lay.successors:
+                    remaining_preds[s] -= 1
+                    if remaining_preds[s] == 0:
+                        push(s)
+                state["left"] -= 1
+                if state["left"] == 0:
+                    done.set()
+
+        def worker(p: str) -> None:
+            be = self.backends[p]
+            while True:
+                with lock:
+                    while not queues[p] and not done.is_set():
+                        conds[p].wait()
+                    if done.is_set() and not queues[p]:
+                        return
+                    _, v = heapq.heappop(queues[p])
+                try:
+                    run_layer(p, be, self.layers[v])
+                except BaseException as exc:  # report in the caller's thread
+                    with lock:
+                        if state["error"] is None:
+                            state["error"] = exc
+                        done.set()
+                        for c in conds.values():
+                            c.notify_all()
+                    return
+
+        threads = [threading.Thread(target=worker, args=(p,), name=f"deepx-{p}", daemon=True) for p in self.backends]
+        for th in threads:  # started (and idle) before the clock starts
+            th.start()
+        t_start = time.perf_counter()
+        with lock:
+            for v, n in remaining_preds.items():
+                if n == 0:
+                    push(v)
+        done.wait()
+        with lock:
+            for c in conds.values():
+                c.notify_all()
+        for th in threads:
+            th.join()
+        t_end = time.perf_counter()
+        if state["error"] is not None:
+            raise state["error"]
+        # a crossing's time = producer's download + consumer's upload
+        for tr in transfers:
+            tr.latency_us += download_us.get(tr.tensor, 0.0)
+        return {
+            "latency_us": (t_end - t_start) * 1e6,
+            "blocks": {v: ((a - t_start) * 1e6, (b - t_start) * 1e6) for v, (a, b) in blocks.items()},
+            "transfers": transfers,
+            "outputs": outputs,
+            "peak_live": peak_live,
+            **counters,
+        }
+
+
+def execute_graph(model, placement: Mapping[str, str], inputs: Mapping[str, np.ndarray], *, repeat: int = 1,
+                  warmup: int = 1, backend_options: Mapping[str, Mapping[str, Any]] | None = None,
+                  priority: Mapping[str, float] | None = None) -> tuple[dict[str, np.ndarray], RunReport]:
+    """Run ``model`` with each layer on the processor ``placement`` names; return outputs and a report.
+
+    Parameters
+    ----------
+    model : ModelGraph
+        From :func:`deepx_opt.graphs.load_onnx` (optionally with RLC ranks applied).
+    placement : mapping layer → processor name
+        ``"cpu"``, ``"opencl:0"``, ``"opencl:<name substring>"``; every layer must be placed.
+    inputs : mapping input name → numpy array
+        Exactly the model's graph inputs, with their shapes and dtypes.
+    repeat, warmup : int
+        Timed runs (≥ 1) and untimed runs before them (≥ 0).
+    backend_options : mapping processor → options, optional
+        Options for a dedicated backend instance, e.g. ``{"cpu": {"threads": 1}}``.
+    priority : mapping layer → number, optional
+        Order among ready layers of one processor (lower first), e.g. a plan's start times.
+
+    Returns
+    -------
+    (dict[str, numpy.ndarray], RunReport)
+        Graph outputs of the last run, and the measurements.
+
+    Raises
+    ------
+    InputError
+        A missing/unknown input, or one of the wrong shape or dtype (the message names it).
+    BackendUnavailableError
+        A processor this machine lacks (the message lists those it has).
+    PlanError
+        A placement that misses layers or names unknown ones.
+    """
+    if int(repeat) < 1 or int(warmup) < 0:
+        raise InputError(f"repeat must be >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}")
+    host_inputs = _validate_inputs(model, inputs)
+    canon = _resolve_placement(model, placement)
+    options = {canonical_processor_name(k): dict(v) for k, v in (backend_options or {}).items()}
+    procs = sorted(set(canon.values()), key=lambda p: (p != "cpu", p))
+    backends = {p: (get_backend(p, **options[p]) if options.get(p) else get_backend(p)) for p in procs}
+    ex = _Executor(model, canon, backends, priority)
+    ex.upload_weights()
+    for _ in range(int(warmup)):
+        ex.run_once(host_inputs)
+    energy = _NvmlEnergy(list(backends.values()))
+    runs = []
+    with _RssSampler() as rss:
+        e0 = energy.read() if energy.handles else None
+        for _ in range(int(repeat)):
+            runs.append(ex.run_once(host_inputs))
+        e1 = energy.read() if energy.handles else None
+    lat = [r["latency_us"] for r in runs]
+    last = runs[-1]
+    per_block = {v: [r["blocks"][v][1] - r["blocks"][v][0] for r in runs] for v in model.layers()}
+    blocks = {
+        v: BlockRecord(layer=v, processor=canon[v], latency_us=float(statistics.median(ts)),
+                       start_us=float(last["blocks"][v][0]), finish_us=float(last["blocks"][v][1]),
+                       latencies_us=[float(t) for t in ts])
+        for v, ts in per_block.items()
+    }
+    q = np.percentile(lat, [25, 75]) if len(lat) > 1 else (lat[0], lat[0])
+    peak_live = {p: ex.weight_bytes[p] + max(r["peak_live"][p] for r in runs) for p in procs}
+    notes = []
+    if e0 is None:
+        notes.append(f"energy not measured: {energy.reason}")
+    report = RunReport(
+        model=model.name,
+        placement=dict(canon),
+        processors=procs,
+        repeat=int(repeat),
+        warmup=int(warmup),
+        latency_us=float(statistics.median(lat)),
+        latency_us_min=float(min(lat)),
+        latency_us_max=float(max(lat)),
+        latency_us_iqr=float(q[1] - q[0]),
+        latencies_us=[float(x) for x in lat],
+        blocks=blocks,
+        transfers=list(last["transfers"]),
+        transfer_bytes=int(sum(t.bytes for t in last["transfers"])),
+        transfer_us=float(sum(t.latency_us for t in last["transfers"])),
+        input_bytes=int(last["input_bytes"]),
+        output_bytes=int(last["output_bytes"]),
+        weight_bytes=dict(ex.weight_bytes),
+        weight_upload_us=dict(ex.weight_upload_us),
+        peak_live_bytes=peak_live,
+        peak_rss_bytes=int(rss.peak),
+        mem_source="rss",
+        energy_uj=(float(e1 - e0) / int(repeat)) if e0 is not None else None,
+        energy_source="nvml" if e0 is not None else "none",
+        notes=notes,
+    )
+    return dict(last["outputs"]), report
+
+
+def execute(plan, model, inputs: Mapping[str, np.ndarray], *, processor_map: Mapping[str, str] | None = None,
+            repeat: int = 1, warmup: int = 1, rlc_method: str = "weight",
+            backend_options: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[dict[str, np.ndarray], RunReport]:
+    """Run a solver's :class:`~deepx_opt.solvers.plan.Plan` on ``model`` (the dense ModelGraph it was made for).
+
+    Each layer runs at ``plan.assignments[layer].rank`` (RLC factorisation applied with
+    :func:`deepx_opt.graphs.compression.apply_ranks`; ``None`` = dense) on
+    ``processor_map.get(p, p)`` for its plan processor ``p``, in the plan's start-time order per processor.
+    The report's ``predicted`` carries the plan's makespan, energy and per-block durations beside the
+    measurements.
+    """
+    if not getattr(plan, "status", None) or not plan.status.has_plan:
+        raise PlanError(f"plan from solver {getattr(plan, 'solver', '?')!r} has status "
+                        f"{getattr(plan, 'status', None)!s} and no assignments to execute")
+    missing = [v for v in model.layers() if v not in plan.assignments]
+    if missing:
+        raise PlanError(f"plan {plan.problem_name!r} does not assign layer(s) {missing[:10]} of model {model.name!r}")
+    pmap = dict(processor_map or {})
+    ranks = {v: a.rank for v, a in plan.assignments.items() if a.rank is not None}
+    run_model = model
+    if ranks:
+        from deepx_opt.graphs.compression import apply_ranks
+
+        run_model = apply_ranks(model, ranks, method=rlc_method)
+    placement = {v: pmap.get(a.processor, a.processor) for v, a in plan.assignments.items()}
+    priority = {v: a.start_us for v, a in plan.assignments.items()}
+    outputs, report = execute_graph(run_model, placement, inputs, repeat=repeat, warmup=warmup,
+                                    backend_options=backend_options, priority=priority)
+    report.predicted = {
+        "solver": plan.solver,
+        "status": plan.status.value,
+        "makespan_us": plan.makespan_us,
+        "energy_uj": plan.energy_uj,
+        "memory_bytes": dict(plan.memory_bytes),
+        "block_latency_us": {v: a.finish_us - a.start_us for v, a in plan.assignments.items()},
+        "ranks": {v: a.rank for v, a in plan.assignments.items()},
+        "processors": {v: a.processor for v, a in plan.assignments.items()},
+    }
+    return outputs, report

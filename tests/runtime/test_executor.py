@@ -1,0 +1,194 @@
+"""The executor: dense and split placements against onnxruntime, transfers, reports, validation, plans."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from deepx_opt import zoo
+from deepx_opt.errors import BackendUnavailableError, InputError, PlanError
+from deepx_opt.graphs import load_onnx
+from deepx_opt.runtime.executor import RunReport, execute, execute_graph
+
+from .conftest import REQUIRE_OPENCL
+from .models import branchy_cnn, mlp
+
+
+def _opencl_name() -> str:
+    from deepx_opt.runtime.opencl_probe import working_devices
+
+    if not working_devices():
+        if REQUIRE_OPENCL:
+            pytest.fail("DEEPX_REQUIRE_OPENCL=1 but no working OpenCL device was found")
+        pytest.skip("no working OpenCL device")
+    return "opencl:0"
+
+
+def _inputs(model, seed=0):
+    rng = np.random.default_rng(seed)
+    return {n: rng.standard_normal(t.shape).astype(t.dtype) for n, t in model.inputs.items()}
+
+
+def _ort(proto, feeds):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+
+
+MODELS = {
+    "branchy": branchy_cnn,
+    "mlp": mlp,
+    "digits_cnn": lambda: zoo.build("digits_cnn"),
+    "svhn": lambda: zoo.build("svhn"),
+}
+
+
+def _placement(model, how: str, cl: str | None):
+    layers = model.layers()
+    if how == "cpu":
+        return {v: "cpu" for v in layers}
+    if how == "opencl":
+        return {v: cl for v in layers}
+    return {v: ("cpu" if i % 2 == 0 else cl) for i, v in enumerate(layers)}
+
+
+@pytest.mark.parametrize("how", ["cpu", "opencl", "alternating"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_execute_matches_onnxruntime(name, how):
+    cl = None if how == "cpu" else _opencl_name()
+    proto = MODELS[name]()
+    model = load_onnx(proto)
+    feeds = _inputs(model)
+    outs, report = execute_graph(model, _placement(model, how, cl), feeds, repeat=2, warmup=1)
+    ref = _ort(proto, feeds)
+    assert set(outs) == set(model.outputs)
+    for o in model.outputs:
+        np.testing.assert_allclose(outs[o], ref[o], rtol=1e-4, atol=1e-5, err_msg=f"{name}/{how}: {o}")
+    assert report.repeat == 2 and len(report.latencies_us) == 2
+    assert report.latency_us_min <= report.latency_us <= report.latency_us_max
+    assert set(report.blocks) == set(model.layers())
+    for v, b in report.blocks.items():
+        assert b.processor == _placement(model, how, cl)[v]
+        assert 0 <= b.start_us <= b.finish_us <= report.latencies_us[-1] + 1.0
+    assert report.output_bytes == sum(outs[o].nbytes for o in model.outputs)
+    assert report.input_bytes == sum(a.nbytes for a in feeds.values())
+
+
+def _expected_crossing_bytes(model, placement):
+    """One copy per (tensor, destination processor) whose producer runs elsewhere."""
+    copies = set()
+    for u, v, d in model.dag.edges(data=True):
+        if placement[u] != placement[v]:
+            for t in d["tensors"]:
+                copies.add((t, placement[v]))
+    return sum(model.tensors[t].nbytes for t, _ in copies), len(copies)
+
+
+def test_transfers_counted_on_cross_processor_edges():
+    cl = _opencl_name()
+    model = load_onnx(branchy_cnn())
+    placement = _placement(model, "alternating", cl)
+    _, report = execute_graph(model, placement, _inputs(model), repeat=1, warmup=0)
+    exp_bytes, exp_n = _expected_crossing_bytes(model, placement)
+    assert exp_n > 0
+    assert report.transfer_bytes == exp_bytes
+    assert len(report.transfers) == exp_n
+    for tr in report.transfers:
+        assert tr.src_processor != tr.dst_processor and tr.latency_us >= 0
+        assert placement[tr.src_layer] == tr.src_processor and placement[tr.dst_layer] == tr.dst_processor
+    _, dense = execute_graph(model, {v: "cpu" for v in model.layers()}, _inputs(model), repeat=1, warmup=0)
+    assert dense.transfer_bytes == 0 and dense.transfers == []
+
+
+def test_report_fields_and_json_roundtrip(tmp_path):
+    model = load_onnx(branchy_cnn())
+    _, report = execute_graph(model, {v: "cpu" for v in model.layers()}, _inputs(model), repeat=3, warmup=0)
+    back = RunReport.from_json(report.to_json())
+    assert back == report
+    assert report.mem_source == "rss" and report.peak_rss_bytes > 0
+    assert report.energy_source == "none" and report.energy_uj is None
+    assert report.weight_bytes["cpu"] == sum(model.weights[w].nbytes for v in model.layers()
+                                             for w in set(model.layer(v)["weight_names"]))
+    # every block output is held on the processor at least until its readers ran
+    largest = max(model.tensors[t].nbytes for v in model.layers() for t in model.layer(v)["outputs"])
+    assert report.peak_live_bytes["cpu"] >= report.weight_bytes["cpu"] + largest
+    with pytest.raises(InputError, match="not a deepx_opt run report"):
+        RunReport.from_dict({"format": "x"})
+
+
+def test_peak_live_bytes_tracks_activations():
+    model = load_onnx(mlp())
+    _, report = execute_graph(model, {v: "cpu" for v in model.layers()}, _inputs(model), repeat=1, warmup=0)
+    w = report.weight_bytes["cpu"]
+    # x (2x20) and z are uploaded; hr (2x16) is alive while mm and sig run
+    assert report.peak_live_bytes["cpu"] >= w + 2 * 16 * 4
+    assert report.peak_live_bytes["cpu"] <= w + sum(t.nbytes for t in model.tensors.values())
+
+
+def test_input_validation_names_the_input():
+    model = load_onnx(mlp())
+    feeds = _inputs(model)
+    place = {v: "cpu" for v in model.layers()}
+    with pytest.raises(InputError, match=r"input 'x': expected shape \(2, 20\) dtype float32, got shape \(2, 21\)"):
+        execute_graph(model, place, dict(feeds, x=np.zeros((2, 21), np.float32)))
+    with pytest.raises(InputError, match=r"input 'z'.*got shape \(2, 8\) dtype float64"):
+        execute_graph(model, place, dict(feeds, z=np.zeros((2, 8))))
+    with pytest.raises(InputError, match="missing graph input.*'z'"):
+        execute_graph(model, place, {"x": feeds["x"]})
+    with pytest.raises(InputError, match="unknown input"):
+        execute_graph(model, place, dict(feeds, extra=feeds["x"]))
+
+
+def test_unavailable_processor_lists_existing_ones():
+    model = load_onnx(mlp())
+    feeds = _inputs(model)
+    for bad in ("tpu:0", "opencl:99", "opencl:no-such-device"):
+        place = {v: "cpu" for v in model.layers()}
+        place[model.layers()[0]] = bad
+        with pytest.raises(BackendUnavailableError, match=r"cpu"):
+            execute_graph(model, place, feeds)
+
+
+def test_placement_must_cover_layers():
+    model = load_onnx(mlp())
+    with pytest.raises(PlanError, match="no processor for layer"):
+        execute_graph(model, {model.layers()[0]: "cpu"}, _inputs(model))
+
+
+def test_fused_relu_and_cpu_threads_option():
+    model = load_onnx(zoo.build("digits_mlp"))
+    feeds = _inputs(model)
+    outs1, _ = execute_graph(model, {v: "cpu" for v in model.layers()}, feeds, backend_options={"cpu": {"threads": 1}})
+    outs2, _ = execute_graph(model, {v: "cpu" for v in model.layers()}, feeds)
+    for o in model.outputs:
+        np.testing.assert_allclose(outs1[o], outs2[o], rtol=1e-6, atol=1e-7)
+
+
+def test_execute_plan_applies_ranks_and_placement():
+    from deepx_opt.graphs.compression import apply_ranks
+    from deepx_opt.solvers.plan import Assignment, Plan, Status
+
+    model = load_onnx(zoo.build("speakerid"))
+    feeds = _inputs(model)
+    layers = model.layers()
+    fc = model.weighted_layers()[0]
+    assignments = {}
+    t = 0.0
+    for v in layers:
+        assignments[v] = Assignment(layer=v, option_id=f"{v}@x", rank=4 if v == fc else None,
+                                    processor="cpu", start_us=t, finish_us=t + 10.0)
+        t += 10.0
+    plan = Plan(problem_name="p", solver="manual", status=Status.FEASIBLE, goal="min_latency",
+                assignments=assignments, makespan_us=t, energy_uj=5.0)
+    outs, report = execute(plan, model, feeds, repeat=1, warmup=0)
+    ref, _ = execute_graph(apply_ranks(model, {fc: 4}), {v: "cpu" for v in layers}, feeds, repeat=1, warmup=0)
+    dense, _ = execute_graph(model, {v: "cpu" for v in layers}, feeds, repeat=1, warmup=0)
+    for o in model.outputs:
+        np.testing.assert_allclose(outs[o], ref[o], rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(outs[o], dense[o], atol=1e-4) for o in model.outputs)
+    assert report.predicted["makespan_us"] == t and report.predicted["ranks"][fc] == 4
+    assert report.predicted["block_latency_us"][fc] == 10.0
+    with pytest.raises(PlanError, match="status INFEASIBLE|has status"):
+        execute(Plan(problem_name="p", solver="s", status=Status.INFEASIBLE, goal="min_latency"), model, feeds)
