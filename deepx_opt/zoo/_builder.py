@@ -117,7 +117,9 @@ class NetBuilder:
             return name
         self._init_names.add(name)
         if self.materialize:
-            self.initializers[name] = np.ascontiguousarray(array, dtype=np.float32)
+            arr = np.asarray(array, dtype=np.float32)
+            # (not np.ascontiguousarray: it turns a 0-d scalar, like Clip's bounds, into shape (1,))
+            self.initializers[name] = arr if arr.flags.c_contiguous else np.array(arr, order="C")
         return name
 
     def _given(self, what: str, given: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
