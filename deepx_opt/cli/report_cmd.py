@@ -34,20 +34,19 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _load_run(path: str):
+def _load_run(path: str) -> dict:
+    """A run report's JSON (``deepx_opt.run_report``, written by ``deepx run --json``)."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"run file '{p}' does not exist")
     try:
-        from deepx_opt.runtime import RunReport  # type: ignore[attr-defined]
-    except ImportError:
-        RunReport = None  # noqa: N806 - the runtime's report class, when it is there
-    if RunReport is not None and hasattr(RunReport, "load"):
-        return RunReport.load(p)
-    try:
-        return json.loads(p.read_text())
+        d = json.loads(p.read_text())
     except json.JSONDecodeError as exc:
         raise InputError(f"run file '{p}' is not JSON: {exc}") from None
+    if not isinstance(d, dict) or d.get("format") != "deepx_opt.run_report":
+        got = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise InputError(f"run file '{p}' is not a deepx_opt run report (format {got!r}); expected 'deepx_opt.run_report'")
+    return d
 
 
 def run(args) -> int:

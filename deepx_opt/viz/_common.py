@@ -187,6 +187,7 @@ def figure_to_svg(fig: "Figure", *, inline: bool = False, id_prefix: str = "", k
     if inline:
         start = svg.find("<svg")
         svg = svg[start:]
+        svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.S)  # RDF boilerplate
         # shrink with the page but never grow past the natural size: keep the viewBox, size by CSS
         svg = re.sub(r'^<svg([^>]*?) width="([^"]*)" height="[^"]*"',
                      r'<svg\1 class="deepx-fig" style="width: 100%; max-width: \2; height: auto"', svg, count=1)

@@ -153,10 +153,11 @@ def _as_run_dict(run: Any) -> Mapping[str, Any]:
 
 
 def run_rows(run: Any, plan: "Plan") -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Per-block predicted vs measured rows and run totals from a RunReport (object or JSON dict).
+    """Per-block predicted vs measured rows and run totals from a
+    :class:`~deepx_opt.runtime.executor.RunReport` (object or its JSON dict).
 
-    Each block of the run gives ``layer``, ``processor``, ``measured_us`` (or ``start_us``/``finish_us``)
-    and optionally ``predicted_us``; the plan's duration is used when the run carries no prediction.
+    Measured is each block's ``latency_us`` (median over the timed repeats); predicted is the run's
+    ``predicted["block_latency_us"]`` or else the plan's finish − start.
     """
     d = _as_run_dict(run)
     blocks = d.get("blocks")
@@ -164,24 +165,31 @@ def run_rows(run: Any, plan: "Plan") -> tuple[list[dict[str, Any]], dict[str, An
         raise InputError(f"run report has keys {sorted(d)[:10]}; expected per-block measurements under 'blocks'")
     if isinstance(blocks, Mapping):
         blocks = list(blocks.values())
+    predicted = (d.get("predicted") or {}).get("block_latency_us", {})
     rows = []
     for b in blocks:
         layer = _get(b, "layer")
         a = plan.assignments.get(layer)
-        meas = _get(b, "measured_us")
+        meas = _get(b, "latency_us")
         if meas is None and _get(b, "finish_us") is not None and _get(b, "start_us") is not None:
             meas = float(_get(b, "finish_us")) - float(_get(b, "start_us"))
-        pred = _get(b, "predicted_us")
+        pred = predicted.get(layer)
         if pred is None and a is not None:
             pred = a.finish_us - a.start_us
         rows.append({
             "layer": layer,
-            "processor": _get(b, "processor", a.processor if a else None),
+            "plan_processor": a.processor if a else None,
+            "processor": _get(b, "processor"),
             "predicted_us": None if pred is None else float(pred),
             "measured_us": None if meas is None else float(meas),
         })
-    totals = {k: d.get(k) for k in ("end_to_end_us", "predicted_makespan_us", "energy_uj", "predicted_energy_uj",
-                                      "energy_source", "peak_memory_bytes", "backend", "backends", "repeats")}
+    order = {n: i for i, n in enumerate(sorted(plan.assignments, key=lambda n: plan.assignments[n].start_us))}
+    rows.sort(key=lambda r: order.get(r["layer"], len(order)))
+    totals = {k: d.get(k) for k in ("latency_us", "latency_us_min", "latency_us_max", "repeat", "energy_uj",
+                                      "energy_source", "peak_rss_bytes", "peak_live_bytes", "transfer_bytes",
+                                      "transfer_us", "processors", "notes")}
+    totals["predicted_makespan_us"] = (d.get("predicted") or {}).get("makespan_us")
+    totals["predicted_energy_uj"] = (d.get("predicted") or {}).get("energy_uj")
     return rows, totals
 
 
@@ -284,24 +292,38 @@ def _measured_table(rows: list[dict[str, Any]], totals: Mapping[str, Any], plan:
     for r in rows:
         p, m = r["predicted_us"], r["measured_us"]
         err = "—" if p in (None, 0) or m is None else f"{100 * (m - p) / p:+.1f} %"
-        body.append([str(r["layer"]), str(r["processor"]), _num(p, "{:.2f}"), _num(m, "{:.2f}"), err])
-    table = _table(["block", "processor", "predicted (µs)", "measured (µs)", "error"], body, num_cols=(2, 3, 4))
+        proc = str(r["processor"])
+        if r["plan_processor"] is not None and r["plan_processor"] != r["processor"]:
+            proc += f" (plan: {r['plan_processor']})"
+        body.append([str(r["layer"]), proc, _num(p, "{:.2f}"), _num(m, "{:.2f}"), err])
+    table = _table(["block", "ran on", "predicted (µs)", "measured median (µs)", "error"], body, num_cols=(2, 3, 4))
     kv = []
     pred = totals.get("predicted_makespan_us") or plan.makespan_us
-    e2e = totals.get("end_to_end_us")
+    e2e = totals.get("latency_us")
     if e2e is not None:
         err = f" ({100 * (e2e - pred) / pred:+.1f} %)" if pred else ""
-        kv.append(("end to end", f"predicted {fmt_time_us(pred)}, measured {fmt_time_us(e2e)}{err}"))
+        spread = ""
+        if totals.get("latency_us_min") is not None and totals.get("latency_us_max") is not None:
+            spread = f"; min {fmt_time_us(totals['latency_us_min'])}, max {fmt_time_us(totals['latency_us_max'])}"
+        kv.append(("end to end", f"predicted {fmt_time_us(pred)}, measured median {fmt_time_us(e2e)}{err} "
+                                  f"over {totals.get('repeat') or '?'} runs{spread}"))
+    pe = totals.get("predicted_energy_uj") or plan.energy_uj
     if totals.get("energy_uj") is not None:
-        pe = totals.get("predicted_energy_uj") or plan.energy_uj
         src = f" [{totals['energy_source']}]" if totals.get("energy_source") else ""
         kv.append(("energy", f"predicted {fmt_energy_uj(pe)}, measured {fmt_energy_uj(totals['energy_uj'])}{src}"))
-    if totals.get("peak_memory_bytes") is not None:
-        kv.append(("peak memory", fmt_bytes(totals["peak_memory_bytes"])))
-    for k in ("backend", "backends", "repeats"):
-        if totals.get(k) is not None:
-            kv.append((k, json.dumps(totals[k]) if not isinstance(totals[k], str) else totals[k]))
-    head = '<table class="kv">' + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in kv) + "</table>" if kv else ""
+    else:
+        kv.append(("energy", f"predicted {fmt_energy_uj(pe)}; not measured on this machine "
+                             f"(source: {totals.get('energy_source') or 'none'})"))
+    if totals.get("transfer_bytes") is not None:
+        kv.append(("cross-processor copies", f"{fmt_bytes(totals['transfer_bytes'])} in "
+                                             f"{fmt_time_us(totals.get('transfer_us') or 0.0)} per run"))
+    if totals.get("peak_rss_bytes") is not None:
+        kv.append(("peak RSS (process)", fmt_bytes(totals["peak_rss_bytes"])))
+    if totals.get("peak_live_bytes"):
+        kv.append(("peak live bytes", ", ".join(f"{k} {fmt_bytes(v)}" for k, v in totals["peak_live_bytes"].items())))
+    for note in totals.get("notes") or []:
+        kv.append(("note", str(note)))
+    head = '<table class="kv">' + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in kv) + "</table>"
     return head + table
 
 

@@ -130,10 +130,13 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
 
 
 def measured_bars(run: Any) -> list[TimelineBar]:
-    """Measured bars from a RunReport (object or its JSON dict) or an iterable of TimelineBar.
+    """Measured bars from a :class:`~deepx_opt.runtime.executor.RunReport` (object or its JSON dict) or
+    an iterable of TimelineBar.
 
-    A RunReport's blocks each give ``layer``, ``processor`` and the measured ``start_us`` /
-    ``finish_us`` on the run's clock (time 0 = start of the run).
+    A RunReport's ``blocks`` each give ``layer``, ``processor`` (the one it really ran on), ``start_us`` /
+    ``finish_us`` in the last timed repeat (time 0 = inputs handed to the workers) and ``latency_us``, the
+    median over repeats; ``predicted["block_latency_us"]`` (when the run came from a plan) goes into the
+    tooltips.
     """
     if run is None:
         return []
@@ -147,6 +150,7 @@ def measured_bars(run: Any) -> list[TimelineBar]:
         )
     if isinstance(blocks, Mapping):
         blocks = list(blocks.values())
+    predicted = (_get(run, "predicted") or {}).get("block_latency_us", {})
     out = []
     for b in blocks:
         try:
@@ -158,10 +162,12 @@ def measured_bars(run: Any) -> list[TimelineBar]:
             raise InputError(
                 f"measured block {b!r} lacks layer/processor/start_us/finish_us; cannot draw the measured timeline"
             ) from None
-        pred = _get(b, "predicted_us")
-        detail = f"measured {fmt_time_us(finish - start)}"
-        if pred is not None:
-            detail += f", predicted {fmt_time_us(float(pred))}"
+        detail = f"this run {fmt_time_us(finish - start)}"
+        med = _get(b, "latency_us")
+        if med is not None:
+            detail += f", median {fmt_time_us(float(med))}"
+        if layer in predicted:
+            detail += f", predicted {fmt_time_us(float(predicted[layer]))}"
         out.append(TimelineBar(layer, proc, start, finish, detail))
     return sorted(out, key=lambda b: (b.start_us, b.label))
 
@@ -243,12 +249,21 @@ def timeline_figure(plan: "Plan", problem: "Problem | None" = None, run: Any = N
     meas = measured_bars(run)
     xfers = transfer_bars(plan, problem) if problem is not None else []
     procs = processor_order(plan, problem)
-    procs += [b.row for b in meas if b.row not in procs]
     colors = processor_colors(procs)
+    # a measured row is the processor the block really ran on (the runtime may map "gpu" to an OpenCL
+    # device): colour it like the plan processor of its blocks
+    for b in meas:
+        if b.row not in colors:
+            a = plan.assignments.get(b.label)
+            colors[b.row] = colors[a.processor] if a is not None else processor_colors(procs + [b.row])[b.row]
     used_pred = [p for p in procs if any(b.row == p for b in pred)]
     rows_pred = used_pred + ([TRANSFERS_ROW] if xfers else [])
-    rows_meas = [p for p in procs if any(b.row == p for b in meas)]
-    t_max = max([plan.makespan_us or 0.0] + [b.finish_us for b in pred + xfers + meas])
+    rows_meas = list(dict.fromkeys(p for p in procs if any(b.row == p for b in meas)))
+    rows_meas += list(dict.fromkeys(b.row for b in meas if b.row not in rows_meas))
+    meas_span = None
+    if meas and not isinstance(run, (list, tuple)) and _get(run, "latencies_us"):
+        meas_span = float(_get(run, "latencies_us")[-1])  # end to end of the repeat the bars come from
+    t_max = max([plan.makespan_us or 0.0, meas_span or 0.0] + [b.finish_us for b in pred + xfers + meas])
     unit, scale = _time_unit(t_max)
     x_max = t_max / scale * 1.02 or 1.0
 
@@ -268,12 +283,18 @@ def timeline_figure(plan: "Plan", problem: "Problem | None" = None, run: Any = N
             span = plan.makespan_us
             head = f"predicted — {plan.solver} ({plan.status.value}), makespan {fmt_time_us(span)}"
         else:
-            span = _get(run, "end_to_end_us") if not isinstance(run, (list, tuple)) else None
-            span = span if span is not None else max(b.finish_us for b in bars)
-            head = f"measured — end to end {fmt_time_us(span)}"
-            backend = _get(run, "backend") if not isinstance(run, (list, tuple)) else None
-            if backend:
-                head += f" ({backend})"
+            span = max(b.finish_us for b in bars)
+            head = "measured"
+            if not isinstance(run, (list, tuple)):
+                runs = _get(run, "latencies_us") or []
+                if meas_span is not None:  # the bars are the last timed repeat
+                    span = meas_span
+                    head += f" (last of {len(runs)} runs)"
+                head += f" — end to end {fmt_time_us(span)}"
+                if _get(run, "latency_us") is not None and len(runs) > 1:
+                    head += f", median {fmt_time_us(float(_get(run, 'latency_us')))}"
+            else:
+                head += f" — end to end {fmt_time_us(span)}"
         if span is not None:
             ax.axvline(span / scale, color="#333333", lw=1.0, ls=":")
         ax.set_title(head, fontsize=9, loc="left")
