@@ -1,6 +1,6 @@
 """Run a ModelGraph with its layers placed on processors, and measure what happens.
 
-:func:`execute_graph` runs one worker thread per processor. A layer is queued on its processor's worker once
+:func:`execute_graph` runs one worker thread per processor (the calling thread serves the first one). A layer is queued on its processor's worker once
 every layer it reads from has finished; on each processor, ready layers run in plan order (``priority``,
 default: the model's topological order). A tensor that crosses processors is downloaded to the host by the
 producer's worker (once per tensor) and uploaded by each consumer's worker; those copies are counted in
@@ -10,9 +10,10 @@ Each block is synchronised after its ops, so per-block times are device times se
 end-to-end latency of a repeat runs from the moment the graph inputs are handed to the workers until every
 graph output is back on the host.
 
-Memory: ``peak_rss_bytes`` is the process's resident set size (``/proc/self/statm``) sampled every
-millisecond during the timed repeats — it includes everything the process holds (Python, libraries,
-zero-copy OpenCL buffers on CPU devices). ``peak_live_bytes`` is exact and per processor: the largest total
+Memory: ``peak_rss_bytes`` is the process's peak resident set size during the timed repeats — the kernel's
+high-water mark, reset before them (``mem_source="rss-hwm"``), or ``/proc/self/statm`` sampled every 5 ms
+where that reset is not allowed (``"rss-sampled"``). It includes everything the process holds (Python,
+libraries, zero-copy OpenCL buffers on CPU devices). ``peak_live_bytes`` is exact and per processor: the largest total
 of resident weights plus live activations the executor held there (activations are dropped after their last
 reader).
 
@@ -162,14 +163,20 @@ class RunReport:
 
 
 # ------------------------------------------------------------------------------------- measurements
-class _RssSampler:
-    """Peak resident set size, sampled from /proc/self/statm every ``period_s`` in a daemon thread."""
+class _PeakRss:
+    """Peak resident set size over a ``with`` block.
 
-    def __init__(self, period_s: float = 1e-3) -> None:
+    On Linux the kernel's high-water mark is reset on entry (``5`` → ``/proc/self/clear_refs``) and read
+    from ``VmHWM`` on exit: exact, no sampling (``source = "rss-hwm"``). Where that is not permitted,
+    ``/proc/self/statm`` is sampled every 5 ms in a daemon thread (``source = "rss-sampled"``).
+    """
+
+    def __init__(self, period_s: float = 5e-3) -> None:
         self.period_s = period_s
-        self.peak = self._rss()
+        self.peak = 0
+        self.source = "rss-hwm"
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="deepx-rss", daemon=True)
+        self._thread: threading.Thread | None = None
 
     @staticmethod
     def _rss() -> int:
@@ -181,18 +188,41 @@ class _RssSampler:
 
             return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
+    @staticmethod
+    def _hwm() -> int | None:
+        try:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            pass
+        return None
+
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):
             self.peak = max(self.peak, self._rss())
 
-    def __enter__(self) -> "_RssSampler":
-        self._thread.start()
+    def __enter__(self) -> "_PeakRss":
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            if self._hwm() is None:
+                raise OSError("no VmHWM")
+        except OSError:
+            self.source = "rss-sampled"
+            self.peak = self._rss()
+            self._thread = threading.Thread(target=self._loop, name="deepx-rss", daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self._rss())
+        else:
+            self.peak = self._hwm() or self._rss()
 
 
 class _NvmlEnergy:
@@ -478,6 +508,8 @@ class _Executor:
                 state["left"] -= 1
                 if state["left"] == 0:
                     done.set()
+                    for c in conds.values():
+                        c.notify_all()
 
         def worker(p: str) -> None:
             be = self.backends[p]
@@ -499,18 +531,20 @@ class _Executor:
                             c.notify_all()
                     return
 
-        threads = [threading.Thread(target=worker, args=(p,), name=f"deepx-{p}", daemon=True) for p in self.backends]
-        for th in threads:  # started (and idle) before the clock starts
+        # the calling thread is the worker of the first processor (no hand-off at start and end, which
+        # costs a scheduler time slice on a busy machine); the others get threads, started (and idle)
+        # before the clock starts
+        procs = list(self.backends)
+        threads = [threading.Thread(target=worker, args=(p,), name=f"deepx-{p}", daemon=True) for p in procs[1:]]
+        for th in threads:
             th.start()
         t_start = time.perf_counter()
         with lock:
             for v, n in remaining_preds.items():
                 if n == 0:
                     push(v)
+        worker(procs[0])
         done.wait()
-        with lock:
-            for c in conds.values():
-                c.notify_all()
         for th in threads:
             th.join()
         t_end = time.perf_counter()
@@ -576,7 +610,7 @@ def execute_graph(model, placement: Mapping[str, str], inputs: Mapping[str, np.n
         ex.run_once(host_inputs)
     energy = _NvmlEnergy(list(backends.values()))
     runs = []
-    with _RssSampler() as rss:
+    with _PeakRss() as rss:
         e0 = energy.read() if energy.handles else None
         for _ in range(int(repeat)):
             runs.append(ex.run_once(host_inputs))
@@ -616,7 +650,7 @@ def execute_graph(model, placement: Mapping[str, str], inputs: Mapping[str, np.n
         weight_upload_us=dict(ex.weight_upload_us),
         peak_live_bytes=peak_live,
         peak_rss_bytes=int(rss.peak),
-        mem_source="rss",
+        mem_source=rss.source,
         energy_uj=(float(e1 - e0) / int(repeat)) if e0 is not None else None,
         energy_source="nvml" if e0 is not None else "none",
         notes=notes,
