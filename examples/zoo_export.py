@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     size_bytes = path.stat().st_size
     print(f"model        {entry.name}: {entry.description}")
     print(f"file         {path}")
-    print(f"size         {size_bytes:,} bytes ({size_bytes / 2**20:.1f} MiB; float32 weights {entry.weight_bytes:,} bytes)")
+    print(f"size         {size_bytes:,} bytes ({size_bytes / 2**20:.1f} MiB; "
+          f"float32 weights {entry.weight_bytes:,} bytes)")
     print(f"parameters   {entry.params:,}")
     print(f"compute      {entry.gflop:.4f} GFLOP per inference (2 x MACs of Conv/Gemm)")
     print(f"input/output {entry.input_shape} -> {entry.output_shape}")

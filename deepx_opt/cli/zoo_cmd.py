@@ -36,7 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ep.add_argument("name", help=f"zoo model name: {', '.join(zoo.model_names())}")
     ep.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="file to write")
     ep.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    ep.add_argument("--seed", type=int, default=0, help="seed of synthetic weights (default 0; trained models ignore it)")
+    ep.add_argument("--seed", type=int, default=0,
+                    help="seed of synthetic weights (default 0; trained models ignore it)")
     ep.set_defaults(func=_export)
 
 

@@ -237,7 +237,9 @@ class NetBuilder:
         self._add_init("relu6.max", np.array(6.0, dtype=np.float32))
         return self._node("Clip", [x, "relu6.min", "relu6.max"], self.shapes[x], self._unique(f"{x}.relu6"))
 
-    def lrn(self, x: str, *, name: str, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0) -> str:
+    def lrn(
+        self, x: str, *, name: str, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0
+    ) -> str:
         return self._node("LRN", [x], self.shapes[x], name, size=size, alpha=alpha, beta=beta, bias=bias)
 
     def maxpool(self, x: str, kernel: int, stride: int, *, name: str, pad: int | Sequence[int] = 0) -> str:
@@ -275,7 +277,8 @@ class NetBuilder:
         """Return the checked ``ModelProto``; graph outputs are renamed ``output_names`` (default ``"output"``)."""
         if not self.materialize:
             raise RuntimeError("finish() needs a NetBuilder with materialize=True")
-        output_names = output_names or (["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))])
+        if output_names is None:
+            output_names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
         nodes = list(self.nodes)
         consumed = {i for node in nodes for i in node.input}
         for src, dst in zip(outputs, output_names):

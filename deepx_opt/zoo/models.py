@@ -46,8 +46,8 @@ Trained models (real data, see :mod:`deepx_opt.zoo.digits`)
 ``digits_mlp``
     64 → 256 → 128 → 10, ReLU, Softmax; trained on scikit-learn's digits.
 ``digits_cnn``
-    1×8×8 → conv 16×3×3 pad 1 → ReLU → conv 32×3×3 pad 1 → ReLU → max-pool 2/2 → FC 64 → ReLU → FC 10
-    → Softmax; trained on scikit-learn's digits by numpy code.
+    1×8×8 → conv 16×3×3 pad 1 → ReLU → conv 32×3×3 pad 1 → ReLU → max-pool 2/2 → FC 64 → ReLU
+    → FC 10 → Softmax; trained on scikit-learn's digits by numpy code.
 """
 
 from __future__ import annotations
