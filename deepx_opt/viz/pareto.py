@@ -67,13 +67,14 @@ class ParetoPoint:
     ``series`` is ``"front"`` (a non-dominated point of the sweep's solver), ``"duplicate"`` (the same
     totals as a front point, found again at another budget), ``"dominated"`` (another of its plans that a
     front point beats: a solve that was not proven optimal), ``"no plan"`` (infeasible or unknown), or the
-    heuristic's name. ``budget`` is in µs (latency sweep) or µJ (energy sweep).
+    heuristic's name. ``budget`` is in µs (latency sweep) or µJ (energy sweep); None for a heuristic's
+    extra solve without the swept budget.
     """
 
     series: str
     solver: str
     budget_kind: str
-    budget: float
+    budget: float | None
     status: str
     makespan_us: float | None
     energy_uj: float | None
@@ -183,13 +184,13 @@ def non_dominated(points: Sequence[tuple[float, float]], *, rel_tol: float = 1e-
     return keep
 
 
-def _point(plan: "Plan", series: str, kind: str, budget: float) -> ParetoPoint:
+def _point(plan: "Plan", series: str, kind: str, budget: float | None) -> ParetoPoint:
     has = plan.status.has_plan
     return ParetoPoint(
         series=series if has or series != "front" else "no plan",
         solver=plan.solver,
         budget_kind=kind,
-        budget=float(budget),
+        budget=None if budget is None else float(budget),
         status=plan.status.value,
         makespan_us=plan.makespan_us if has else None,
         energy_uj=plan.energy_uj if has else None,
@@ -296,6 +297,12 @@ def pareto_sweep(
             pts.append(_point(h.solve(prob_b, time_limit_s=time_limit_s), h.name, sweep, b))
         if progress is not None:
             progress(i + 1, len(budgets), sp)
+    # each heuristic once more without the swept budget: where the baseline lands when not held to one
+    # (a budget-blind heuristic such as cpu_only is often slower than every budget of the sweep)
+    free = base.replace(goal=goal)
+    for h in hsolvers:
+        if h.supports(free) is None:
+            pts.append(_point(h.solve(free, time_limit_s=time_limit_s), h.name, sweep, None))
     # the front: non-dominated solver points; the rest of the solver's plans are "dominated"
     idx = [i for i, p in enumerate(pts) if p.solver == main.name and p.series == "front"]
     xy = [(pts[i].makespan_us, pts[i].energy_uj) for i in idx]
@@ -369,6 +376,16 @@ def pareto_figure(result: ParetoResult, *, title: str | None = None) -> "Figure"
     cb = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax)
     cb.set_label("accuracy loss (points)", fontsize=8)
     cb.ax.tick_params(labelsize=7.5)
+    # baselines can sit orders of magnitude away from the front: go logarithmic then, or the front is a dot
+    from matplotlib import ticker
+
+    for vals, axis in (([p.makespan_us for p in pts], ax.xaxis), ([p.energy_uj for p in pts], ax.yaxis)):
+        lo = min(vals)
+        if lo > 0 and max(vals) / lo > 8:
+            (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
+            axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+            axis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel(f"makespan ({tu})", fontsize=9)
     ax.set_ylabel(f"energy ({eu})", fontsize=9)
     ax.tick_params(labelsize=8)
@@ -404,7 +421,10 @@ def save_pareto(result: ParetoResult, path: str | Path, *, dpi: int = 110) -> di
 
 def describe(point: ParetoPoint) -> str:
     """One progress line: ``latency ≤ 1.20 ms: 3.4 mJ, 1.1 ms, acc 0.8 pts (OPTIMAL, 0.21 s)``."""
-    b = fmt_time_us(point.budget) if point.budget_kind == "latency" else fmt_energy_uj(point.budget)
+    if point.budget is None:
+        b = "∞"
+    else:
+        b = fmt_time_us(point.budget) if point.budget_kind == "latency" else fmt_energy_uj(point.budget)
     if not point.has_plan:
         return f"{point.budget_kind} ≤ {b}: no plan ({point.status}, {point.solve_time_s:.2f} s)"
     return (f"{point.budget_kind} ≤ {b}: {fmt_energy_uj(point.energy_uj)}, {fmt_time_us(point.makespan_us)}, "
