@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "zoo_cmd",
     "compress_cmd",
     "profile_cmd",
+    "report_cmd",
 ]
 
 
