@@ -80,10 +80,10 @@ def lighten(color: str, amount: float = 0.55) -> str:
 
 
 def fmt_time_us(t_us: float | None) -> str:
-    """``850 µs``, ``12.3 ms``, ``1.23 s``; ``—`` for None.
+    """``850 µs``, ``12.3 ms``, ``1.5 s``; ``—`` for None (three significant digits).
 
     >>> fmt_time_us(850.0), fmt_time_us(12345.0), fmt_time_us(1.5e6)
-    ('850 µs', '12.3 ms', '1.50 s')
+    ('850 µs', '12.3 ms', '1.5 s')
     """
     if t_us is None:
         return "—"
@@ -96,7 +96,7 @@ def fmt_time_us(t_us: float | None) -> str:
 
 
 def fmt_energy_uj(e_uj: float | None) -> str:
-    """``85 µJ``, ``12.3 mJ``, ``1.50 J``; ``—`` for None."""
+    """``85 µJ``, ``12.3 mJ``, ``1.5 J``; ``—`` for None."""
     if e_uj is None:
         return "—"
     return fmt_time_us(e_uj).replace("µs", "µJ").replace("ms", "mJ").replace(" s", " J")

@@ -211,10 +211,10 @@ def _sugiyama(g: nx.DiGraph) -> tuple[dict[Any, tuple[float, float]], dict[tuple
     lo = min(xpos.values())
     hi = max(xpos.values())
     mid = (lo + hi) / 2
-    pos = {n: (xpos[n] - mid, -float(depth[n])) for n in g.nodes}
+    pos = {n: (xpos[n] - mid, float(-depth[n])) for n in g.nodes}
     routes = {}
     for (u, v), chain in chains.items():
-        routes[(u, v)] = [pos[u]] + [(xpos[c] - mid, -float(c[3])) for c in chain] + [pos[v]]
+        routes[(u, v)] = [pos[u]] + [(xpos[c] - mid, float(-c[3])) for c in chain] + [pos[v]]
     return pos, routes
 
 
