@@ -269,23 +269,35 @@ class OpenCLBackend(Backend):
     def _gemm_call(self, M: int, N: int, Kd: int, a: CLTensor, a_off: int, lda: int,
                    b: CLTensor, b_off: int, ldb: int, c: CLTensor, c_off: int, ldc: int,
                    bias: CLTensor | None = None, bias_off: int = 0, bias_sm: int = 0, bias_sn: int = 0,
-                   alpha: float = 1.0, beta: float = 1.0, relu: bool = False, b_packed: bool = False) -> None:
-        """``C = act(alpha·A@B + beta·bias)``; B row-major (ldb) or, with ``b_packed``, in 16-column panels."""
+                   alpha: float = 1.0, beta: float = 1.0, relu: bool = False, b_packed: bool = False,
+                   a_packed: bool = False) -> None:
+        """``C = act(alpha·A@B + beta·bias)``; A, B row-major (lda, ldb) or already packed in panels."""
         i32, f32 = np.int32, np.float32
         knl = self._kernel("gemm", "gemm", [i32, i32, i32, None, i32, i32, None, i32, i32, None, i32, i32,
                                             None, i32, i32, i32, i32, f32, f32, i32])
         if self.gemm_variant == "blocked":
+            if not a_packed:
+                a, a_off = self._pack_a(a, a_off, lda, 1, M, Kd), 0
             if not b_packed:
                 b, b_off = self._pack(b, b_off, ldb, 1, Kd, N), 0
-            tm = 8  # the kernel's TM: 8 rows x 16 columns measured best on PoCL (4: 49, 6: 61, 12: 48 GFLOP/s)
-            gsize, lsize = ((N + 15) // 16, (M + tm - 1) // tm), None
+            gsize, lsize = ((N + 15) // 16, (M + 7) // 8), None
         else:
-            if b_packed:  # pragma: no cover - internal misuse
-                raise BackendError("packed B is only produced for the blocked GEMM")
+            if b_packed or a_packed:  # pragma: no cover - internal misuse
+                raise BackendError("packed operands are only produced for the blocked GEMM")
             gsize, lsize = (_ceil_to(N, 32), _ceil_to(M, 32) // 4), (32, 4)
         bias_buf = bias.buf if bias is not None else a.buf
         knl(self.queue, gsize, lsize, M, N, Kd, a.buf, a_off, lda, b.buf, b_off, ldb, c.buf, c_off, ldc,
             bias_buf, bias_off, bias_sm, bias_sn, int(bias is not None), alpha, beta, int(relu))
+
+    def _pack_a(self, a: CLTensor, a_off: int, sm: int, sk: int, M: int, Kd: int,
+                out: CLTensor | None = None, out_off: int = 0) -> CLTensor:
+        """A (element (m, k) at a_off + m·sm + k·sk) in the blocked GEMM's 8-row panel layout."""
+        total = (M + 7) // 8 * 8 * Kd
+        if out is None:
+            out = self._empty((total,))
+        knl = self._kernel("gemm", "pack_a", [None, np.int32, None] + [np.int32] * 6)
+        self._launch1d(knl, total, out.buf, out_off, a.buf, a_off, sm, sk, M, Kd, total)
+        return out
 
     def _pack(self, b: CLTensor, b_off: int, sk: int, sn: int, Kd: int, N: int) -> CLTensor:
         """B (element (k, n) at b_off + k·sk + n·sn) in the blocked GEMM's 16-column panel layout."""
@@ -416,14 +428,21 @@ class OpenCLBackend(Backend):
             pan = (ohw + 15) // 16 * 16 * kdim
             cols_t = CLTensor(self._scratch_buf(g * pan * 4), (g * pan,), np.dtype(np.float32))
             im2col = self._kernel("gemm", "im2col_packed", [None, None] + [i32] * 15)
+            apan = (cog + 7) // 8 * 8 * kdim
+            wp = w.derived.get(("packA", g))
+            if wp is None:  # the weight, packed per group once per handle
+                wp = self._empty((g * apan,))
+                for gi in range(g):
+                    self._pack_a(w, gi * cog * kdim, kdim, 1, cog, kdim, out=wp, out_off=gi * apan)
+                w.derived[("packA", g)] = wp
             for i in range(n):
                 rows = g * pan // 16
                 self._launch1d(im2col, rows, cols_t.buf, x.buf, i * c * h * wd, cg, h, wd, oh, ow, kh, kw,
                                sh, sw, pads[0], pads[1], dh, dw, rows)
                 for gi in range(g):
-                    self._gemm_call(cog, ohw, kdim, w, gi * cog * kdim, kdim, cols_t, gi * pan, ohw,
+                    self._gemm_call(cog, ohw, kdim, wp, gi * apan, kdim, cols_t, gi * pan, ohw,
                                     out, (i * cout + gi * cog) * ohw, ohw, b, gi * cog, 1, 0, 1.0, 1.0, relu,
-                                    b_packed=True)
+                                    b_packed=True, a_packed=True)
             return [out]
         direct = g == 1 and kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
         if not direct:

@@ -2,9 +2,10 @@
 
 Three programs:
 
-* ``GEMM_BLOCKED`` — register-blocked GEMM for CPU-like devices (PoCL): each work-item owns ``TM`` rows ×
-  16 columns held in ``float16`` vectors, so the inner loop is one vector load of B and ``TM`` broadcast FMAs.
-  GPU-style local-memory tiling is several times slower on PoCL (docs/opencl.md).
+* ``GEMM_BLOCKED`` — register-blocked GEMM for CPU-like devices (PoCL): each work-item owns 8 rows ×
+  16 columns held in ``float16`` vectors; A and B are packed into panels so the inner loop is one float8
+  load of A, one float16 load of B and 8 broadcast FMAs. GPU-style local-memory tiling is far slower on
+  PoCL (docs/opencl.md).
 * ``GEMM_TILED`` — 32×32 local-memory tiles, 8 outputs per work-item, for GPUs.
 * ``FLOAT_OPS`` — float32 compute kernels (im2col, depthwise conv, pooling, LRN, softmax, BN, unary ops).
 * ``GENERIC_OPS`` — data-movement and arithmetic kernels templated on the element type ``T``
@@ -34,36 +35,52 @@ inline void store_out(__global float *C, int idx, float v, __global const float 
 """
 
 GEMM_BLOCKED = GEMM_EPILOGUE + """
-#ifndef TM
-#define TM 8
-#endif
-/* B is packed in 16-column panels: element (k, n) at b_off + (n / 16) * K * 16 + k * 16 + n % 16, with the
-   columns padded to a multiple of 16 with zeros (see pack_b / im2col_packed), so the strip a work-item
-   reads is contiguous and there is no column edge case in the inner loop. ldb is unused. */
+/* Both operands are packed (pack_a / pack_b / im2col_packed):
+   A in 8-row panels: element (m, k) at a_off + (m / 8) * K * 8 + k * 8 + m % 8 (rows padded with zeros),
+   B in 16-column panels: element (k, n) at b_off + (n / 16) * K * 16 + k * 16 + n % 16 (columns padded),
+   so each work-item streams two contiguous strips: per k one float8 of A and one float16 of B feed
+   8 broadcast FMAs into 8 float16 accumulators. lda and ldb are unused. */
 __kernel void gemm(""" + GEMM_ARGS + """) {
     const int cb = get_global_id(0) * 16;
-    const int rb = get_global_id(1) * TM;
+    const int rb = get_global_id(1) * 8;
     if (cb >= N || rb >= M) return;
-    const int rows = min(TM, M - rb);
-    int roff[TM];
-    for (int i = 0; i < TM; ++i) roff[i] = a_off + (rb + min(i, rows - 1)) * lda;
-    float16 acc[TM];
-    for (int i = 0; i < TM; ++i) acc[i] = (float16)(0.0f);
+    float16 acc0 = 0.0f, acc1 = 0.0f, acc2 = 0.0f, acc3 = 0.0f, acc4 = 0.0f, acc5 = 0.0f, acc6 = 0.0f, acc7 = 0.0f;
     __global const float *Bb = B + b_off + (cb / 16) * K * 16;
+    __global const float *Ab = A + a_off + (rb / 8) * K * 8;
     for (int k = 0; k < K; ++k) {
         const float16 bv = vload16(k, Bb);
-        #pragma unroll
-        for (int i = 0; i < TM; ++i) acc[i] = fma((float16)(A[roff[i] + k]), bv, acc[i]);
+        const float8 av = vload8(k, Ab);
+        acc0 = fma((float16)(av.s0), bv, acc0);
+        acc1 = fma((float16)(av.s1), bv, acc1);
+        acc2 = fma((float16)(av.s2), bv, acc2);
+        acc3 = fma((float16)(av.s3), bv, acc3);
+        acc4 = fma((float16)(av.s4), bv, acc4);
+        acc5 = fma((float16)(av.s5), bv, acc5);
+        acc6 = fma((float16)(av.s6), bv, acc6);
+        acc7 = fma((float16)(av.s7), bv, acc7);
     }
+    const float16 accs[8] = {acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7};
+    const int rows = min(8, M - rb);
     const int ncols = min(16, N - cb);
     for (int i = 0; i < rows; ++i) {
         float r[16];
-        vstore16(acc[i], 0, r);
+        vstore16(accs[i], 0, r);
         const int m = rb + i;
         for (int j = 0; j < ncols; ++j)
             store_out(C, c_off + m * ldc + cb + j, r[j], bias, bias_off + m * bias_sm + (cb + j) * bias_sn,
                       has_bias, alpha, beta, relu);
     }
+}
+
+/* pack an M x K matrix (element (m, k) at in_off + m * sm + k * sk) into 8-row panels */
+__kernel void pack_a(__global float *out, const int out_off, __global const float *in, const int in_off,
+                     const int sm, const int sk, const int M, const int K, const int n_total) {
+    const int gid = get_global_id(0);
+    if (gid >= n_total) return;
+    const int i = gid % 8;
+    const int k = (gid / 8) % K;
+    const int m = (gid / (8 * K)) * 8 + i;
+    out[out_off + gid] = m < M ? in[in_off + m * sm + k * sk] : 0.0f;
 }
 
 /* pack a K x N matrix (element (k, n) at in_off + k * sk + n * sn) into 16-column panels */
