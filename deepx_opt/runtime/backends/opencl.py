@@ -319,15 +319,15 @@ class OpenCLBackend(Backend):
         a, b = inputs[0], inputs[1]
         c = inputs[2] if len(inputs) > 2 else None
         trans_b = bool(attrs.get("transB", 0))
-        if attrs.get("transA", 0):
-            a = self._transposed2d(a)
-        M, Kd = a.shape
+        trans_a = bool(attrs.get("transA", 0))
+        M, Kd = a.shape[::-1] if trans_a else a.shape
         Kb, N = b.shape[::-1] if trans_b else b.shape
         if Kb != Kd:
             raise InputError(f"Gemm inner dimensions differ: A {a.shape} vs B {b.shape} "
                              f"(transB={int(trans_b)}) on {self.name}")
         if self.gemm_variant == "blocked":
-            # packed once per B tensor (weights: once per upload)
+            # A packed straight from its (possibly transposed) layout; B packed once per B tensor
+            a, a_packed = self._pack_a(a, 0, 1 if trans_a else Kd, M if trans_a else 1, M, Kd), True
             key = ("packed", trans_b)
             bb = b.derived.get(key)
             if bb is None:
@@ -335,6 +335,7 @@ class OpenCLBackend(Backend):
             packed = True
         else:
             bb, packed = (self._transposed2d(b) if trans_b else b), False
+            a, a_packed = (self._transposed2d(a) if trans_a else a), False
         out = self._empty((M, N))
         beta = float(attrs.get("beta", 1.0))
         sm = sn = 0
@@ -348,7 +349,7 @@ class OpenCLBackend(Backend):
                 sm = cs[-1]
         self._gemm_call(M, N, Kd, a, 0, Kd, bb, 0, N, out, 0, N, c if (c is not None and beta != 0.0) else None,
                         0, sm, sn, float(attrs.get("alpha", 1.0)), beta,
-                        attrs.get(FUSED_ACTIVATION_ATTR) == "Relu", b_packed=packed)
+                        attrs.get(FUSED_ACTIVATION_ATTR) == "Relu", b_packed=packed, a_packed=a_packed)
         return [out]
 
     def _matmul(self, inputs, attrs):
