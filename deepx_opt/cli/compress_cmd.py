@@ -32,9 +32,9 @@ def add_parser(subparsers) -> None:
         help="factorise layers (SVD) for the fewest FLOPs within an accuracy-loss limit; write ONNX",
         description=(
             "Runtime Layer Compression: choose an SVD rank per weighted layer so that the predicted top-1 "
-            "loss stays within --max-accuracy-loss points (fitted on --calib data; with --labels to measured "
-            "accuracy drops, without them to top-1 disagreement with the dense model), and write the "
-            "factorised model as ONNX."
+            "loss stays within --max-accuracy-loss points (an additive estimate fitted on the --calib data: "
+            "top-1 disagreement with the dense model, or with --labels --target loss the measured accuracy drop), "
+            "check the choice on the calibration data, and write the factorised model as ONNX."
         ),
     )
     add_model_args(p)
@@ -48,8 +48,14 @@ def add_parser(subparsers) -> None:
                         "kept-energy fractions (e0.95); default: 1/2..1/32 and e0.99,e0.95,e0.9")
     p.add_argument("--method", choices=["weight", "data"], default=DEFAULT_METHOD,
                    help=f"plain SVD of the weights or activation-weighted SVD on the calibration data (default {DEFAULT_METHOD})")
+    p.add_argument("--target", choices=["disagreement", "loss"], default=None,
+                   help="what the accuracy estimate is fitted to: top-1 disagreement with the dense model (default; "
+                        "conservative) or, with --labels, the measured accuracy drop")
     p.add_argument("--objective", choices=["flops", "weight_bytes"], default="flops",
                    help="what to minimise (default flops)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="trust the additive estimate alone; by default the chosen configuration is measured on the "
+                        "calibration data and the budget tightened until it meets the limit there")
     p.add_argument("--margin", type=float, default=None, metavar="FRAC",
                    help="extra safety margin of the accuracy estimate (default 0.10 = +10%%)")
     p.add_argument("-o", "--out", required=True, metavar="OUT.onnx", help="where to write the compressed model")
@@ -109,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
     y = load_array(args.labels, "--labels") if args.labels else None
     feeds, labels = check_calibration(model, x, y)
     cg = candidates(model, ranks=parse_ranks(args.ranks), calib=feeds, labels=labels, method=args.method,
-                    margin=args.margin)
-    choice = select_ranks(cg, args.max_accuracy_loss, objective=args.objective)
+                    margin=args.margin, target=args.target)
+    choice = select_ranks(cg, args.max_accuracy_loss, objective=args.objective, verify=not args.no_verify)
     small = cg.apply(choice)
     proto = to_onnx(small)
     onnx.save(proto, str(out_path))
@@ -123,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         "factor_method": cg.method,
         "estimator": cg.estimator.method,
         "objective": args.objective,
+        "verified_on_calibration": not args.no_verify,
         "ranks": {v: r for v, r in choice.items()},
         "predicted_loss_pts": cg.predicted_loss_pts(choice),
         "before": before,

@@ -208,6 +208,8 @@ def candidates(
     labels=None,
     method: str | None = None,
     margin: float | None = None,
+    coverage: float | None = None,
+    target: str | None = None,
     layers: Sequence[str] | None = None,
     n_configs: int | None = None,
     seed: int = 0,
@@ -229,6 +231,12 @@ def candidates(
         :data:`DEFAULT_METHOD` when ``calib`` is given, else ``"weight"``.
     margin : float, optional
         Safety margin of the estimator (default :data:`~deepx_opt.graphs.accuracy.DEFAULT_MARGIN`).
+    coverage : float, optional
+        Fraction of measured configurations the estimate must cover (default
+        :data:`~deepx_opt.graphs.accuracy.DEFAULT_COVERAGE`).
+    target : {"loss", "disagreement"}, optional
+        What the estimator is fitted to: the measured accuracy drop (default with labels) or the top-1
+        disagreement with the dense model (default without; more conservative).
     layers : sequence of str, optional
         Only these layers get low-rank options (default: every factorisable layer).
     n_configs : int, optional
@@ -259,7 +267,9 @@ def candidates(
         if unknown:
             raise CompressionError(f"ranks given for layers {unknown} that are not factorised; factorisable: {sorted(fzs)}")
     est_kwargs = {} if margin is None else {"margin": margin}
-    est = Estimator.build(model, fzs, calib=calib, labels=labels, factor_method=method, **est_kwargs)
+    if coverage is not None:
+        est_kwargs["coverage"] = coverage
+    est = Estimator.build(model, fzs, calib=calib, labels=labels, factor_method=method, target=target, **est_kwargs)
     rank_sets: dict[str, list[int]] = {}
     for v, fz in fzs.items():
         spec = ranks.get(v) if isinstance(ranks, Mapping) else ranks
@@ -293,6 +303,7 @@ def select_ranks(
     *,
     objective: str = "flops",
     resolution_pts: float = 0.01,
+    verify: bool = False,
 ) -> dict[str, int | None]:
     """Ranks with the least total ``objective`` whose predicted loss ``Σ a`` stays within the limit.
 
@@ -308,6 +319,11 @@ def select_ranks(
         The limit, in top-1 percentage points (``>= 0``).
     objective : {"flops", "weight_bytes"}
     resolution_pts : float
+    verify : bool
+        Close the loop on the calibration data: measure the chosen configuration (all layers at once) and,
+        while its measured loss (with labels; else its top-1 disagreement with the dense model) exceeds the
+        limit, select again under a budget lowered by the excess. Needs an estimator with calibration data.
+        The MILP planner uses the plain ``Σ a`` form; this is for ``deepx compress``.
 
     Returns
     -------
@@ -321,6 +337,21 @@ def select_ranks(
         raise CompressionError(f"objective {objective!r} is unknown; accepted: ['flops', 'weight_bytes']")
     if not resolution_pts > 0:
         raise CompressionError(f"resolution {resolution_pts!r} is out of range; accepted: > 0")
+    if verify:
+        est = cg.estimator
+        if est.method not in ("labels", "disagreement"):
+            raise CompressionError(
+                f"verify=True needs calibration data; this CandidateGraph's estimator is {est.method!r}"
+            )
+        key = "loss_pts" if est.method == "labels" else "disagree_pts"
+        budget = float(max_accuracy_loss_pts)
+        for _ in range(50):
+            choice = select_ranks(cg, budget, objective=objective, resolution_pts=resolution_pts)
+            measured = est.measure(choice)[key]
+            if measured <= max_accuracy_loss_pts + 1e-9 or budget <= 0:
+                return choice
+            budget = max(0.0, min(budget - (measured - max_accuracy_loss_pts), cg.predicted_loss_pts(choice) - resolution_pts))
+        return select_ranks(cg, 0.0, objective=objective, resolution_pts=resolution_pts)
     layers = [v for v, opts in cg.options.items() if len(opts) > 1]
     cap = int(math.floor(max_accuracy_loss_pts / resolution_pts + 1e-9))
     inf = (float("inf"), float("inf"), float("inf"))

@@ -43,7 +43,7 @@ def test_compress_json_and_written_model_runs(files, capsys):
     assert rep["measured"]["measured_loss_pts"] <= 2.0
     assert rep["after"]["weight_bytes"] < rep["before"]["weight_bytes"]
     assert rep["after"]["flops"] < rep["before"]["flops"]
-    assert rep["estimator"] == "labels" and rep["notes"]
+    assert rep["estimator"] == "disagreement" and rep["notes"] and rep["verified_on_calibration"]
     assert any(r is not None for r in rep["ranks"].values())
     # the file is a real ONNX model that onnxruntime runs, with a free batch dimension
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -63,6 +63,7 @@ def test_compress_text_without_labels_and_overwrite(files, capsys):
     assert run_cmd(argv) == 0
     text = capsys.readouterr().out
     assert "estimator: disagreement" in text and "note:" in text and "fewer" in text
+    assert "measured on the calibration data" not in text  # no labels, no measured loss
     with pytest.raises(InputError, match="--force"):
         run_cmd(argv)
     assert run_cmd(argv + ["--force"]) == 0
@@ -87,6 +88,15 @@ def test_compress_bad_input(files, extra, exc, pattern):
         argv += ["--max-accuracy-loss", "1"]
     with pytest.raises(exc, match=pattern):
         run_cmd(argv + extra)
+
+
+def test_loss_target_with_labels(files, capsys):
+    argv = ["digits_mlp", "--max-accuracy-loss", "2", "--calib", str(files / "x.npy"), "--labels", str(files / "y.npy"),
+            "--target", "loss", "--no-verify", "-o", str(files / "l.onnx"), "--json"]
+    assert run_cmd(argv) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["estimator"] == "labels" and rep["verified_on_calibration"] is False
+    assert rep["predicted_loss_pts"] <= 2.0
 
 
 def test_through_deepx_main(files, capsys):

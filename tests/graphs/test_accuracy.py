@@ -70,7 +70,7 @@ def test_labels_fit_is_additive_conservative_on_its_data(cnn, data):
     x, y = data
     fzs = factorizers(cnn)
     options = {"conv2": [4, 8, 16], "fc1": [4, 8, 16, 32]}
-    est = Estimator.build(cnn, fzs, options, calib=x, labels=y, factor_method="data", n_configs=24)
+    est = Estimator.build(cnn, fzs, options, calib=x, labels=y, factor_method="data", n_configs=24, target="loss")
     assert est.method == "labels"
     # covered to within one calibration sample on the configured fraction of the measured configurations
     assert est.fit_["covered_within_one_sample_fraction"] >= est.coverage
@@ -104,5 +104,9 @@ def test_without_data_weight_energy_and_errors(cnn, data):
         est.loss_pts("fc1", 65)
     with pytest.raises(CompressionError, match="needs calibration"):
         Estimator.build(cnn, factorizers(cnn), factor_method="data")
+    with pytest.raises(InputError, match="needs labels"):
+        Estimator.build(cnn, factorizers(cnn), calib=x, target="loss")
+    with pytest.raises(CompressionError, match="target"):
+        Estimator.build(cnn, factorizers(cnn), calib=x, target="top5")
     with pytest.raises(CompressionError, match="margin"):
         Estimator.build(cnn, factorizers(cnn), calib=x, margin=-0.1)

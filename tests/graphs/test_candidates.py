@@ -85,7 +85,7 @@ def test_candidate_graph_options_and_summary(cg, mlp):
     s = cg.summary()
     text = json.dumps(s)
     assert json.loads(text)["layers"]["fc1"][0]["rank"] is None
-    assert s["accuracy"]["method"] == "labels"
+    assert s["accuracy"]["method"] == "disagreement"  # the default target, labels or not
     assert s["dense"]["weight_bytes"] == mlp.total("weight_bytes")
 
 
