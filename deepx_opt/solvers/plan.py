@@ -100,6 +100,8 @@ class Plan:
     gap: float | None = None
     solve_time_s: float = 0.0
     message: str = ""
+    #: Where the plan came from (model spec, profile, RLC method, budgets), for ``deepx run``/``report``.
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -124,6 +126,7 @@ class Plan:
             "gap": self.gap,
             "solve_time_s": self.solve_time_s,
             "message": self.message,
+            "meta": dict(self.meta),
         }
 
     def to_json(self, *, indent: int | None = None) -> str:
@@ -154,6 +157,7 @@ class Plan:
                 memory_bytes=dict(d.get("memory_bytes", {})),
                 solve_time_s=float(d.get("solve_time_s", 0.0)),
                 message=d.get("message", ""),
+                meta=dict(d.get("meta") or {}),
                 **kw,
             )
         except (KeyError, TypeError) as exc:
