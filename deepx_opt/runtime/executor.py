@@ -517,7 +517,7 @@ class _Executor:
                 with lock:
                     while not queues[p] and not done.is_set():
                         conds[p].wait()
-                    if done.is_set() and not queues[p]:
+                    if state["error"] is not None or (done.is_set() and not queues[p]):
                         return
                     _, v = heapq.heappop(queues[p])
                 try:

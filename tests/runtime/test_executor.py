@@ -192,3 +192,17 @@ def test_execute_plan_applies_ranks_and_placement():
     assert report.predicted["block_latency_us"][fc] == 10.0
     with pytest.raises(PlanError, match="status INFEASIBLE|has status"):
         execute(Plan(problem_name="p", solver="s", status=Status.INFEASIBLE, goal="min_latency"), model, feeds)
+
+
+def test_backend_failure_in_a_worker_is_raised_in_the_caller():
+    """An op failing on a worker thread surfaces as the caller's exception; the run does not hang."""
+    from deepx_opt.errors import UnsupportedOpError
+
+    model = load_onnx(branchy_cnn()).copy()
+    victim = "lrn"
+    ops = model.layer(victim)["ops"]
+    ops[0] = type(ops[0])("Frobnicate", ops[0].inputs, ops[0].outputs, {}, ops[0].name)
+    cl = _opencl_name()
+    placement = _placement(model, "alternating", cl)
+    with pytest.raises(UnsupportedOpError, match="Frobnicate"):
+        execute_graph(model, placement, _inputs(model), repeat=1, warmup=0)
