@@ -139,6 +139,7 @@ class OpenCLBackend(Backend):
         self.gemm_variant = gemm_variant
         self.zero_copy = (self.kind == "cpu") if zero_copy is None else bool(zero_copy)
         self._kernels: dict[tuple, Any] = {}
+        self._meta_cache: dict[tuple, Any] = {}
         self._scratch = None
         self._ops = {
             "Conv": self._conv, "Gemm": self._gemm, "MatMul": self._matmul,
@@ -242,8 +243,15 @@ class OpenCLBackend(Backend):
         return handle.dtype
 
     def _meta(self, values: Sequence[int]):
-        arr = np.asarray(values, dtype=np.int32)
-        return cl.Buffer(self.ctx, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=arr)
+        """A small read-only int buffer of shape/stride metadata, cached by value (shapes repeat every run)."""
+        key = tuple(int(v) for v in values)
+        buf = self._meta_cache.get(key)
+        if buf is None:
+            arr = np.asarray(key, dtype=np.int32)
+            buf = cl.Buffer(self.ctx, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=arr)
+            if len(self._meta_cache) < 4096:
+                self._meta_cache[key] = buf
+        return buf
 
     # --------------------------------------------------------------------------------------- run
     def supports(self, op_type: str, attrs: dict | None = None) -> bool:
