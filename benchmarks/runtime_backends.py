@@ -3,7 +3,8 @@
 Three tables:
 
 1. per op type on AlexNet-sized layers (plus MobileNet-style depthwise / 1×1 convolutions): the numpy
-   backend vs onnxruntime running the same one-node ONNX model, at equal thread counts (1 and 2);
+   backend vs onnxruntime running the same one-node ONNX model, at equal thread counts (1 and 2); and the
+   measurement behind the backend's NCHW im2col layout (vs an NHWC im2col, which needs two transposes);
 2. whole zoo models through :func:`deepx_opt.runtime.execute_graph` (dense on ``cpu``) vs onnxruntime on
    the whole ONNX model, equal threads; plus dense on each OpenCL device;
 3. OpenCL GEMM GFLOP/s (every working device, both GEMM kernels) on square matrices.
@@ -133,6 +134,44 @@ def bench_ops(threads_list, reps) -> list[dict]:
     return rows
 
 
+def _conv_nhwc(x, w2, b, k, s, p):
+    """The alternative layout, for the measurement only: NHWC im2col (contiguous channel runs) + GEMM
+    against the weight prepared once as (kh·kw·C, Cout), then back to NCHW. Group 1 only."""
+    n, c, h, wd = x.shape
+    cout = w2.shape[1]
+    oh, ow = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
+    xh = np.zeros((h + 2 * p, wd + 2 * p, c), np.float32)
+    xh[p:p + h, p:p + wd] = x[0].transpose(1, 2, 0)
+    cols = np.empty((oh, ow, k, k, c), np.float32)
+    for i in range(k):
+        for j in range(k):
+            cols[:, :, i, j] = xh[i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
+    y = cols.reshape(oh * ow, k * k * c) @ w2
+    y += b
+    return np.ascontiguousarray(y.T).reshape(1, cout, oh, ow)
+
+
+def bench_conv_layouts(threads_list, reps) -> list[dict]:
+    """NCHW (what the numpy backend does) vs NHWC im2col on the group-1 conv cases, same process, interleaved."""
+    rows = []
+    for case in op_cases():
+        if case["op"] != "Conv" or case["attrs"]["group"] != 1 or case["attrs"]["kernel_shape"][0] == 1:
+            continue
+        x, (w, b) = case["x"], case["consts"]
+        k, s, p = case["attrs"]["kernel_shape"][0], case["attrs"]["strides"][0], case["attrs"]["pads"][0]
+        w2 = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0]))
+        for th in threads_list:
+            be = NumpyBackend(threads=th)
+            ref = be.run("Conv", [x, w, b], case["attrs"])[0]
+            np.testing.assert_allclose(_conv_nhwc(x, w2, b, k, s, p), ref, rtol=1e-4, atol=1e-4)
+            nchw = _time(lambda: be.run("Conv", [x, w, b], case["attrs"]), reps)
+            with be._controller.limit(limits=th, user_api="blas"):
+                nhwc = _time(lambda: _conv_nhwc(x, w2, b, k, s, p), reps)
+            rows.append(dict(op=case["name"], threads=th, nchw_us=nchw[0], nhwc_us=nhwc[0],
+                             nhwc_over_nchw=nhwc[0] / nchw[0], nhwc_over_nchw_min=nhwc[1] / nchw[1]))
+    return rows
+
+
 def bench_models(names, threads_list, reps) -> list[dict]:
     from deepx_opt import zoo
     from deepx_opt.graphs import load_onnx
@@ -232,6 +271,9 @@ def main(argv=None) -> int:
     ops = bench_ops(args.threads, reps)
     _print_table("numpy backend vs onnxruntime, one op (us; ratio = numpy / ort)", ops,
                  ["op", "threads", "numpy_us", "ort_us", "ratio", "ratio_min", "numpy_gflops", "rel_err"])
+    layouts = bench_conv_layouts(args.threads, reps)
+    _print_table("conv im2col layout: NCHW (used) vs NHWC (us)", layouts,
+                 ["op", "threads", "nchw_us", "nhwc_us", "nhwc_over_nchw", "nhwc_over_nchw_min"])
     mdl = bench_models(models, args.threads, max(3, reps // 2))
     _print_table("whole models, execute_graph vs onnxruntime (us)", mdl,
                  ["model", "processor", "threads", "latency_us", "ort_us", "ratio", "ratio_min", "gflop"])
@@ -247,7 +289,7 @@ def main(argv=None) -> int:
     info["load_avg_end"] = os.getloadavg()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "runtime_backends.json").write_text(json.dumps(dict(info=info, ops=ops, models=mdl, opencl_gemm=gemm), indent=1))
+    (out / "runtime_backends.json").write_text(json.dumps(dict(info=info, ops=ops, conv_layouts=layouts, models=mdl, opencl_gemm=gemm), indent=1))
     print(f"\nload average {info['load_avg_start']} -> {info['load_avg_end']}; wrote {out / 'runtime_backends.json'}")
     return 0
 
