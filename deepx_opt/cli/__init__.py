@@ -21,6 +21,9 @@ COMMAND_MODULES = [
     "compress_cmd",
     "profile_cmd",
     "report_cmd",
+    "calibrate_cmd",
+    "plan_cmd",
+    "compare_cmd",
 ]
 
 

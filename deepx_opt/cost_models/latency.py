@@ -52,8 +52,8 @@ __all__ = [
     "predict_block_us",
 ]
 
-#: Feature names a latency model may use, in this order.
-FEATURES = ("flops", "bytes")
+#: Feature names a latency model may use (see :class:`LatencyModel`).
+FEATURES = ("flops", "bytes", "bytes_over_cache", "im2col_bytes", "im2col")
 #: Model families; ``auto`` picks one of these per kind by cross-validated relative error.
 FAMILIES = ("linear", "roofline")
 
@@ -70,9 +70,7 @@ class OpWork:
     bytes: float
     op_type: str = ""
     name: str = ""
-
-    def features(self, names: Sequence[str] = FEATURES) -> list[float]:
-        return [float(getattr(self, n)) for n in names]
+    im2col_bytes: float = 0.0  # column buffer of a k×k (or strided/padded) dense conv; 0 otherwise
 
 
 # ------------------------------------------------------------------------------------ op → work
@@ -129,7 +127,16 @@ def op_work(op: Any, shapes: Mapping[str, Any]) -> OpWork:
     kind = gops.op_kind(op, ins)
     flops = float(gops.op_flops(op, ins, outs))
     nbytes = 0.0 if op.op_type in _VIEWS else float(sum(t.nbytes for t in ins) + sum(t.nbytes for t in outs))
-    return OpWork(kind=kind, flops=flops, bytes=nbytes, op_type=op.op_type, name=op.name or "")
+    im2col = 0.0
+    if kind == "conv":
+        a = op.attrs
+        pointwise = (tuple(ins[1].shape[2:]) == (1, 1) and tuple(a.get("strides", (1, 1))) == (1, 1)
+                     and not any(a.get("pads", (0, 0, 0, 0))))
+        if not pointwise:
+            n, _, ho, wo = outs[0].shape
+            cin_g, kh, kw = ins[1].shape[1:]
+            im2col = float(n * int(a.get("group", 1)) * cin_g * kh * kw * ho * wo * 4)
+    return OpWork(kind=kind, flops=flops, bytes=nbytes, op_type=op.op_type, name=op.name or "", im2col_bytes=im2col)
 
 
 def block_works(ops: Iterable[Any], shapes: Mapping[str, Any], *, fused_relu: bool = True) -> list[OpWork]:
@@ -179,11 +186,19 @@ def layer_works(model: Any, layer: str, *, ops: Sequence[Any] | None = None,
 
 # ------------------------------------------------------------------------------------ the estimator
 
-def _as_matrix(X: Any, features: Sequence[str]) -> np.ndarray:
+def _feature_value(w: OpWork, name: str, cache_bytes: float) -> float:
+    if name == "bytes_over_cache":
+        return max(0.0, float(w.bytes) - cache_bytes)
+    if name == "im2col":
+        return 1.0 if w.im2col_bytes > 0 else 0.0
+    return float(getattr(w, name))
+
+
+def _as_matrix(X: Any, features: Sequence[str], cache_bytes: float = 0.0) -> np.ndarray:
     if isinstance(X, OpWork):
         X = [X]
     if isinstance(X, (list, tuple)) and X and isinstance(X[0], OpWork):
-        return np.array([w.features(features) for w in X], dtype=float)
+        return np.array([[_feature_value(w, f, cache_bytes) for f in features] for w in X], dtype=float)
     A = np.asarray(X, dtype=float)
     if A.ndim == 1:
         A = A[None, :]
@@ -192,39 +207,51 @@ def _as_matrix(X: Any, features: Sequence[str]) -> np.ndarray:
     return A
 
 
-def _fit_linear(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _eval(family: str, coef: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``linear``: c0 + Σ cj·xj; ``roofline``: c0 + max(c1·x1, c2·x2) + Σ_{j>2} cj·xj."""
+    coef = np.asarray(coef, dtype=float)
+    if family == "linear" or X.shape[1] < 2:
+        return coef[0] + X @ coef[1:]
+    return coef[0] + np.maximum(X[:, 0] * coef[1], X[:, 1] * coef[2]) + X[:, 2:] @ coef[3:]
+
+
+def _fit_nnls(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Linear model, non-negative least squares on relative error (a good start for the log fit)."""
     from scipy.optimize import nnls
 
-    A = np.c_[np.ones(len(y)), X] / y[:, None]  # rows scaled by 1/y: least squares on relative error
+    A = np.c_[np.ones(len(y)), X] / y[:, None]
     scale = np.abs(A).max(axis=0)
     scale[scale == 0] = 1.0
     sol, _ = nnls(A / scale, np.ones(len(y)), maxiter=50 * A.shape[1])
     return sol / scale
 
 
-def _roofline(coef: np.ndarray, X: np.ndarray) -> np.ndarray:
-    return coef[0] + (X * coef[1:]).max(axis=1)
-
-
-def _fit_roofline(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _fit_log(family: str, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative coefficients minimising Σ (ln pred − ln y)²: symmetric in over/under-prediction, unlike
+    least squares on relative error, which favours predicting low."""
     from scipy.optimize import least_squares
 
-    # parameters in units that make each term O(1) at the median sample
-    med = np.array([np.median(y)] + [max(np.median(X[:, j]), 1e-30) for j in range(X.shape[1])])
-    unit = np.r_[med[0], med[0] / med[1:]]
+    # a feature that is 0 on every sample gets coefficient 0 (it carries no information)
+    unit = np.r_[np.median(y), [np.median(y) / np.max(X[:, j]) if np.max(X[:, j]) > 0 else 0.0
+                                for j in range(X.shape[1])]]
+    floor = 1e-6 * float(np.min(y))
 
     def resid(p):
-        return _roofline(p * unit, X) / y - 1.0
+        return np.log(np.maximum(_eval(family, p * unit, X), floor)) - np.log(y)
 
-    starts = []
-    lin = _fit_linear(X, y)
-    starts.append(np.maximum(lin / unit, 1e-6))
-    ratios = [np.median(y / np.maximum(X[:, j], 1e-30)) for j in range(X.shape[1])]
-    starts.append(np.maximum(np.r_[0.5 * y.min(), ratios] / unit, 1e-6))
-    starts.append(np.maximum(np.r_[0.1 * y.min(), 0.5 * np.array(ratios)] / unit, 1e-6))
+    lin = _fit_nnls(X, y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        starts = [np.where(unit > 0, lin / np.where(unit > 0, unit, 1.0), 0.0)]
+    ratios = [np.median(y / np.maximum(X[:, j], 1e-30)) if np.any(X[:, j] > 0) else 0.0 for j in range(X.shape[1])]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        starts.append(np.where(unit > 0, np.r_[0.5 * y.min(), 0.5 * np.array(ratios)] / np.where(unit > 0, unit, 1.0),
+                               0.0))
     best = None
     for p0 in starts:
-        r = least_squares(resid, p0, bounds=(0.0, np.inf), method="trf", max_nfev=400)
+        p0 = np.maximum(p0, 1e-9)
+        if not np.all(np.isfinite(p0)):
+            continue
+        r = least_squares(resid, p0, bounds=(0.0, np.inf), method="trf", max_nfev=300 * (len(p0) + 1))
         if best is None or r.cost < best.cost:
             best = r
     return best.x * unit
@@ -234,33 +261,46 @@ def _mape(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.abs(pred - y) / y) * 100.0)
 
 
+#: Candidate cache sizes for the ``bytes_over_cache`` feature (chosen per model by cross-validation).
+CACHE_CANDIDATES = (256 * 1024, 1 << 20, 2 << 20, 4 << 20, 8 << 20)
+
+
 class LatencyModel:
-    """Latency of one kind of work on one processor, from FLOPs and bytes.
+    """Latency of one kind of work on one processor, from FLOPs, bytes and shape features.
 
     Parameters
     ----------
     family : {"auto", "linear", "roofline"}
-        Model form (module docstring); ``auto`` picks by ``cv_folds``-fold cross-validated MAPE.
+        ``linear``: ``c0 + Σ c_j·x_j``; ``roofline``: ``c0 + max(c1·flops, c2·bytes) + Σ_{j>2} c_j·x_j``
+        (the first two features must then be ``flops`` and ``bytes``); ``auto`` picks by ``cv_folds``-fold
+        cross-validated MAPE (ties go to ``linear``).
     features : sequence of str
-        Feature columns, a subset of :data:`FEATURES` in that order.
+        Feature columns drawn from :data:`FEATURES`: ``flops``, ``bytes``, ``bytes_over_cache``
+        (``max(0, bytes − cache_bytes)``: working sets that spill the cache run at memory speed),
+        ``im2col_bytes`` (the column buffer of a k×k conv) and ``im2col`` (1 when there is one).
+    cache_bytes : float or None
+        Threshold of ``bytes_over_cache``; None picks one of :data:`CACHE_CANDIDATES` by cross-validation.
     cv_folds : int
-        Folds for the ``auto`` choice (fewer samples than ``2·cv_folds`` fall back to training error).
+        Folds for the ``auto`` and cache choices (fewer samples than ``2·cv_folds`` use training error).
 
     Attributes
     ----------
     family_ : str
-        The fitted family.
     coef_ : list[float]
         ``[c0 (µs), c_feature1 (µs per unit), ...]``, all non-negative.
+    cache_bytes_ : float
     train_mape_ : float
         Mean absolute percentage error on the training samples.
     cv_mape_ : dict[str, float]
-        Cross-validated MAPE of each family tried (``auto`` only).
+        Cross-validated MAPE of each family tried.
     n_samples_ : int
-        Number of training samples.
+
+    Fitting minimises the squared log error with non-negative coefficients (``scipy.optimize.least_squares``
+    started from a non-negative least-squares solution), so predictions are monotone in every feature.
     """
 
-    def __init__(self, family: str = "auto", *, features: Sequence[str] = FEATURES, cv_folds: int = 4):
+    def __init__(self, family: str = "auto", *, features: Sequence[str] = FEATURES[:2],
+                 cache_bytes: float | None = None, cv_folds: int = 4):
         if family not in ("auto",) + FAMILIES:
             raise CostModelError(f"unknown latency model family {family!r}; accepted: auto, {', '.join(FAMILIES)}")
         bad = [f for f in features if f not in FEATURES]
@@ -268,60 +308,63 @@ class LatencyModel:
             raise CostModelError(f"unknown features {bad}; accepted: {', '.join(FEATURES)}")
         self.family = family
         self.features = tuple(features)
+        self.cache_bytes = cache_bytes
         self.cv_folds = int(cv_folds)
 
-    # -------------------------------------------------------------- fit / predict
-    def _fit_family(self, family: str, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return _fit_linear(X, y) if family == "linear" else _fit_roofline(X, y)
-
-    @staticmethod
-    def _eval(family: str, coef: np.ndarray, X: np.ndarray) -> np.ndarray:
-        if family == "linear":
-            return coef[0] + X @ coef[1:]
-        return _roofline(coef, X)
+    def _families(self) -> tuple[str, ...]:
+        if self.family != "auto":
+            return (self.family,)
+        if self.features[:2] == ("flops", "bytes"):
+            return FAMILIES
+        return ("linear",)
 
     def fit(self, X: Any, y_us: Any) -> "LatencyModel":
-        """Fit on samples ``X`` (a matrix of features, or a list of :class:`OpWork`) and latencies ``y_us``.
+        """Fit on samples ``X`` (a list of :class:`OpWork`, or a feature matrix) and latencies ``y_us``.
 
         Returns
         -------
         LatencyModel
             ``self``.
         """
-        A = _as_matrix(X, self.features)
         y = np.asarray(y_us, dtype=float).ravel()
-        if len(y) != len(A):
-            raise CostModelError(f"{len(A)} feature rows but {len(y)} latencies")
+        works = X if isinstance(X, (list, tuple)) and X and isinstance(X[0], OpWork) else None
+        if works is None and "bytes_over_cache" in self.features and self.cache_bytes is None:
+            raise CostModelError("bytes_over_cache from a feature matrix needs cache_bytes")
+        caches = [self.cache_bytes] if (self.cache_bytes is not None or "bytes_over_cache" not in self.features) \
+            else list(CACHE_CANDIDATES)
+        mats = {c: _as_matrix(X, self.features, c or 0.0) for c in caches}
+        n = len(next(iter(mats.values())))
+        if len(y) != n:
+            raise CostModelError(f"{n} feature rows but {len(y)} latencies")
         if len(y) < 2:
             raise CostModelError(f"a latency model needs at least 2 samples; got {len(y)}")
         if np.any(~np.isfinite(y)) or np.any(y <= 0):
             raise CostModelError("latencies must be finite and > 0 µs")
-        families = FAMILIES if self.family == "auto" else (self.family,)
-        cv: dict[str, float] = {}
-        if len(families) > 1:
-            k = self.cv_folds
-            use_cv = len(y) >= 2 * k
-            idx = np.random.default_rng(0).permutation(len(y))
-            folds = np.array_split(idx, k) if use_cv else []
-            for fam in families:
-                if use_cv:
+        k = self.cv_folds
+        use_cv = len(y) >= 2 * k
+        idx = np.random.default_rng(0).permutation(len(y))
+        folds = np.array_split(idx, k) if use_cv else []
+        scores: dict[tuple[str, Any], float] = {}
+        for c, A in mats.items():
+            for fam in self._families():
+                if use_cv and (len(mats) > 1 or len(self._families()) > 1):
                     errs = []
                     for f in folds:
                         tr = np.setdiff1d(idx, f)
-                        c = self._fit_family(fam, A[tr], y[tr])
-                        errs.append(np.abs(self._eval(fam, c, A[f]) - y[f]) / y[f])
-                    cv[fam] = float(np.mean(np.concatenate(errs)) * 100.0)
+                        coef = _fit_log(fam, A[tr], y[tr])
+                        errs.append(np.abs(_eval(fam, coef, A[f]) - y[f]) / y[f])
+                    scores[(fam, c)] = float(np.mean(np.concatenate(errs)) * 100.0)
                 else:
-                    c = self._fit_family(fam, A, y)
-                    cv[fam] = _mape(self._eval(fam, c, A), y)
-            fam = min(families, key=lambda f: (cv[f] - (0.5 if f == "linear" else 0.0), f))  # ties → linear
-        else:
-            fam = families[0]
-        coef = self._fit_family(fam, A, y)
+                    scores[(fam, c)] = _mape(_eval(fam, _fit_log(fam, A, y), A), y)
+        fam, c = min(scores, key=lambda key: (scores[key] - (0.5 if key[0] == "linear" else 0.0), key[0]))
+        A = mats[c]
+        coef = _fit_log(fam, A, y)
         self.family_ = fam
-        self.coef_ = [float(c) for c in coef]
-        self.train_mape_ = _mape(self._eval(fam, coef, A), y)
-        self.cv_mape_ = cv
+        self.cache_bytes_ = float(c or 0.0)
+        self.coef_ = [float(v) for v in coef]
+        self.train_mape_ = _mape(_eval(fam, coef, A), y)
+        self.cv_mape_ = {f: min(v for (ff, _), v in scores.items() if ff == f) for f in {k[0] for k in scores}} \
+            if use_cv else {}
         self.n_samples_ = int(len(y))
         return self
 
@@ -330,16 +373,18 @@ class LatencyModel:
             raise CostModelError("this LatencyModel is not fitted; call fit() or build it with from_dict()")
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted latency in µs of each sample (matrix rows or :class:`OpWork` items)."""
+        """Predicted latency in µs of each sample (:class:`OpWork` items or feature-matrix rows)."""
         self._check_fitted()
-        A = _as_matrix(X, self.features)
-        return self._eval(self.family_, np.asarray(self.coef_), A)
+        A = _as_matrix(X, self.features, self.cache_bytes_)
+        return _eval(self.family_, np.asarray(self.coef_), A)
 
     # -------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict:
         self._check_fitted()
         d = {"family": self.family_, "features": list(self.features), "coef_": list(self.coef_),
              "n_samples_": self.n_samples_, "train_mape_": round(self.train_mape_, 3)}
+        if "bytes_over_cache" in self.features:
+            d["cache_bytes"] = self.cache_bytes_
         if self.cv_mape_:
             d["cv_mape_"] = {k: round(v, 3) for k, v in self.cv_mape_.items()}
         return d
@@ -352,17 +397,23 @@ class LatencyModel:
         fam = d.get("family")
         if fam not in FAMILIES:
             raise ProfileError(f"family {fam!r} is not one of {', '.join(FAMILIES)}")
-        feats = d.get("features", list(FEATURES))
+        feats = d.get("features", list(FEATURES[:2]))
         if not isinstance(feats, list) or not feats or any(f not in FEATURES for f in feats):
             raise ProfileError(f"features {feats!r}; accepted: a non-empty list drawn from {', '.join(FEATURES)}")
+        if fam == "roofline" and feats[:2] != ["flops", "bytes"]:
+            raise ProfileError(f"a roofline model's first features are flops, bytes; got {feats!r}")
         coef = d.get("coef_")
         if not isinstance(coef, list) or len(coef) != 1 + len(feats):
             raise ProfileError(f"coef_ {coef!r}; expected a list of {1 + len(feats)} numbers (c0 then one per feature)")
         for c in coef:
             if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0:
                 raise ProfileError(f"coef_ value {c!r}; expected finite numbers >= 0")
-        m = cls(fam, features=feats)
+        cache = d.get("cache_bytes", 0.0)
+        if "bytes_over_cache" in feats and (not isinstance(cache, (int, float)) or cache < 0):
+            raise ProfileError(f"cache_bytes {cache!r}; expected a number of bytes >= 0")
+        m = cls(fam, features=feats, cache_bytes=float(cache or 0.0))
         m.family_ = fam
+        m.cache_bytes_ = float(cache or 0.0)
         m.coef_ = [float(c) for c in coef]
         m.train_mape_ = float(d.get("train_mape_", float("nan")))
         m.cv_mape_ = dict(d.get("cv_mape_", {}))

@@ -92,10 +92,10 @@ def _nonneg(d: dict, key: str, path: str, *, required: bool = True, default: flo
     full = f"{path}.{key}"
     if not math.isfinite(v):
         raise _err(full, f"{v!r} is not finite; expected a finite number >= 0")
-    if positive and v <= 0:
-        raise _err(full, f"{v!r} must be > 0")
     if v < 0:
-        raise _err(full, f"{v!r} is negative; expected a number >= 0")
+        raise _err(full, f"{v!r} is negative; expected a number {'> 0' if positive else '>= 0'}")
+    if positive and v == 0:
+        raise _err(full, f"{v!r}; expected a number > 0")
     return v
 
 

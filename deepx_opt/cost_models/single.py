@@ -64,7 +64,7 @@ class ModelSummary:
     def to_dict(self) -> dict:
         return {
             "name": self.name,
-            "works": [[w.kind, w.flops, w.bytes, w.op_type, w.name] for w in self.works],
+            "works": [[w.kind, w.flops, w.bytes, w.op_type, w.name, w.im2col_bytes] for w in self.works],
             "layer_of": list(self.layer_of),
             "weight_bytes": self.weight_bytes,
             "peak_activation_bytes": self.peak_activation_bytes,
@@ -77,7 +77,8 @@ class ModelSummary:
     def from_dict(cls, d: dict) -> "ModelSummary":
         return cls(
             name=d["name"],
-            works=[OpWork(kind=k, flops=float(f), bytes=float(b), op_type=t, name=n) for k, f, b, t, n in d["works"]],
+            works=[OpWork(kind=w[0], flops=float(w[1]), bytes=float(w[2]), op_type=w[3], name=w[4],
+                          im2col_bytes=float(w[5]) if len(w) > 5 else 0.0) for w in d["works"]],
             layer_of=list(d["layer_of"]),
             weight_bytes=int(d["weight_bytes"]),
             peak_activation_bytes=int(d["peak_activation_bytes"]),

@@ -1,0 +1,720 @@
+"""Calibration: micro-benchmarks on the real backends → a device profile of this machine.
+
+For every processor (``cpu``, ``opencl:0``, ...; see :func:`deepx_opt.runtime.backends.get_backend`) the
+calibration runs a grid of canonical ops per work kind (GEMM/MatMul at batch 1 and a few batches, dense,
+1×1 and depthwise convs, element-wise, pooling, LRN, softmax, concat, reshape/transpose, pad) — plus, except
+in ``quick`` mode, every op of the zoo's small models — with warm-up runs, then takes the median of several
+timed runs (``run`` + ``synchronize``). A :class:`~deepx_opt.cost_models.latency.LatencyModel` is fitted per
+kind (family picked by cross-validated error), and the link between the host and each OpenCL device is
+fitted from upload/download timings (latency + bytes/bandwidth).
+
+Power is not measurable on most machines (no RAPL here): powers are then taken from defaults per processor
+kind (or ``powers=``) and labelled ``"modelled"``. On an NVIDIA GPU with ``pynvml`` (nvidia-ml-py), the
+active power is fitted from NVML's total-energy counter over the GEMM benchmarks and labelled
+``"measured"``.
+
+Modes: ``quick`` (CI; well under a minute for cpu + one OpenCL device here), ``default`` (under 3 minutes),
+``thorough`` (larger grid, more repetitions).
+
+:func:`validate` runs every layer of zoo models (dense and at two ranks) on each processor and compares the
+measured median with the prediction; :func:`host_profile` caches a calibrated profile under
+``~/.cache/deepx_opt/`` keyed by machine.
+
+Example
+-------
+>>> from deepx_opt.cost_models.calibrate import calibrate
+>>> prof = calibrate(["cpu"], mode="quick", progress=False)       # doctest: +SKIP
+>>> sorted(prof.processor("cpu").latency_models)                   # doctest: +SKIP
+['concat', 'conv', 'dwconv', 'elementwise', 'gemm', 'lrn', 'pad', 'pool', 'reshape', 'softmax']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from deepx_opt.cost_models.latency import LatencyModel, OpWork, block_works, model_shapes, op_work
+from deepx_opt.cost_models.profile import DeviceProfile, Link, Processor, load_profile, save_profile
+from deepx_opt.errors import BackendUnavailableError, CostModelError, ProfileError
+
+__all__ = ["MODES", "Sample", "op_grid", "benchmark_ops", "calibrate", "validate", "ValidationRow",
+           "host_profile", "machine_key", "cache_dir", "DEFAULT_POWER_W"]
+
+#: Repetition settings per mode: (warm-up runs, timed runs, include zoo layers, grid size).
+MODES = {
+    "quick": {"warmup": 1, "reps": 3, "zoo": False, "grid": "small"},
+    "default": {"warmup": 2, "reps": 5, "zoo": True, "grid": "medium"},
+    "thorough": {"warmup": 3, "reps": 11, "zoo": True, "grid": "large"},
+}
+
+#: Modelled (active, idle) power in W per processor kind when nothing can be measured.
+DEFAULT_POWER_W = {"cpu": (15.0, 3.0), "gpu": (75.0, 15.0), "dsp": (1.0, 0.05), "lpu": (0.5, 0.02)}
+
+_ZOO_CALIBRATION_MODELS = ("digits_mlp", "digits_cnn", "svhn", "speakerid", "audioscene")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One benchmarked op: its work and its median latency (µs)."""
+
+    work: OpWork
+    latency_us: float
+    source: str = "grid"
+
+
+@dataclass
+class _OpCase:
+    op_type: str
+    inputs: list[tuple]  # shapes; None for an absent optional input
+    attrs: dict
+    const: list[bool] = field(default_factory=list)  # which inputs are weights (uploaded once either way)
+
+
+def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
+    p = k // 2 if pad is None else pad
+    return {"kernel_shape": [k, k], "strides": [stride, stride], "pads": [p, p, p, p], "dilations": [1, 1],
+            "group": group}
+
+
+def _pool_attrs(k: int, s: int) -> dict:
+    return {"kernel_shape": [k, k], "strides": [s, s], "pads": [0, 0, 0, 0], "dilations": [1, 1], "ceil_mode": 0,
+            "count_include_pad": 0}
+
+
+def op_grid(size: str = "medium") -> list[_OpCase]:
+    """The micro-benchmark grid: op instances covering every calibrated work kind.
+
+    ``size`` is ``small`` (quick), ``medium`` (default) or ``large`` (thorough).
+    """
+    if size not in ("small", "medium", "large"):
+        raise CostModelError(f"grid size {size!r}; accepted: small, medium, large")
+    big = size != "small"
+    huge = size == "large"
+    cases: list[_OpCase] = []
+    gemm_attrs = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}
+    dims = [32, 128, 512, 2048] + ([1024, 4096] if big else [])
+    rows = [1, 16] + ([64] if huge else [])
+    for k in dims:
+        for n in dims:
+            if k * n > (16e6 if huge else 8.5e6):
+                continue
+            for m in rows:
+                if m > 1 and (k * n > 4.2e6 or (not big and (k, n) not in ((128, 512), (512, 128), (2048, 32)))):
+                    continue
+                cases.append(_OpCase("Gemm", [(m, k), (k, n), (n,)], dict(gemm_attrs), [False, True, True]))
+    if big:  # weights far beyond any cache: AlexNet's fc7 and fc6
+        cases.append(_OpCase("Gemm", [(1, 4096), (4096, 4096), (4096,)], dict(gemm_attrs), [False, True, True]))
+        cases.append(_OpCase("Gemm", [(1, 9216), (4096, 9216), (4096,)], dict(gemm_attrs, transB=1),
+                             [False, True, True]))
+        cases.append(_OpCase("Gemm", [(1, 2048), (1024, 2048), (1024,)], dict(gemm_attrs, transB=1),
+                             [False, True, True]))
+    for k, n in ([(512, 16), (16, 512), (2048, 64), (64, 2048)] + ([(1024, 128), (128, 1024), (4096, 256)] if big else [])):
+        cases.append(_OpCase("MatMul", [(1, k), (k, n)], {}, [False, True]))
+    # (Cin, H, Cout, k, stride)
+    convs = [(3, 32, 16, 3, 1), (16, 16, 32, 3, 1), (32, 16, 64, 5, 1), (64, 8, 128, 3, 1), (3, 64, 32, 5, 2),
+             (128, 8, 128, 1, 1), (64, 14, 16, 1, 1)]
+    if big:
+        convs += [(64, 28, 64, 3, 1), (128, 14, 128, 3, 1), (96, 27, 64, 5, 1), (256, 13, 256, 3, 1),
+                  (3, 112, 48, 11, 4), (256, 14, 32, 1, 1), (32, 14, 256, 1, 1), (1, 8, 16, 3, 1),
+                  (3, 224, 96, 11, 4), (384, 13, 384, 3, 1)]
+    if huge:
+        convs += [(64, 56, 64, 3, 1), (128, 28, 128, 1, 1), (3, 224, 64, 7, 2), (256, 13, 384, 3, 1)]
+    for cin, h, cout, k, s in convs:
+        pad = 0 if k == 1 else k // 2
+        cases.append(_OpCase("Conv", [(1, cin, h, h), (cout, cin, k, k), (cout,)], _conv_attrs(k, s, pad),
+                             [False, True, True]))
+    if big:  # grouped, as AlexNet's conv2/4/5
+        cases.append(_OpCase("Conv", [(1, 96, 27, 27), (128, 48, 5, 5), (128,)], _conv_attrs(5, 1, 2, group=2),
+                             [False, True, True]))
+        cases.append(_OpCase("Conv", [(1, 128, 13, 13), (128, 64, 3, 3), (128,)], _conv_attrs(3, 1, 1, group=2),
+                             [False, True, True]))
+    for c, h in [(32, 32), (64, 16), (128, 8)] + ([(256, 14), (512, 7), (32, 56)] if big else []):
+        cases.append(_OpCase("Conv", [(1, c, h, h), (c, 1, 3, 3)], _conv_attrs(3, 1, 1, group=c), [False, True]))
+    sizes = [(1, 16, 8, 8), (1, 32, 32, 32), (1, 64, 56, 56)] + ([(1, 8, 8, 8), (1, 128, 28, 28), (1, 96, 55, 55)]
+                                                                  if big else [])
+    for s in sizes:
+        cases.append(_OpCase("Relu", [s], {}))
+        cases.append(_OpCase("Add", [s, s], {}))
+        if big:
+            cases.append(_OpCase("BatchNormalization", [s] + [(s[1],)] * 4, {"epsilon": 1e-5},
+                                 [False, True, True, True, True]))
+            cases.append(_OpCase("Sigmoid", [s], {}))
+    for n in ([1000, 100000] if not big else [256, 4096, 65536, 1000000]):
+        cases.append(_OpCase("Relu", [(1, n)], {}))
+    for s in sizes:
+        cases.append(_OpCase("MaxPool", [s], _pool_attrs(2, 2)))
+        cases.append(_OpCase("MaxPool", [s], _pool_attrs(3, 2)))
+        if big:
+            cases.append(_OpCase("AveragePool", [s], _pool_attrs(2, 2)))
+        cases.append(_OpCase("GlobalAveragePool", [s], {}))
+    for s in [(1, 16, 16, 16), (1, 32, 8, 8), (1, 96, 27, 27)] + ([(1, 64, 8, 8), (1, 96, 55, 55), (1, 256, 13, 13)] if big else []):
+        cases.append(_OpCase("LRN", [s], {"size": 5, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}))
+    for n in [10, 1000, 10000] + ([100, 100000] if big else []):
+        cases.append(_OpCase("Softmax", [(1, n)], {"axis": 1, "legacy": False}))
+    for s in sizes:
+        cases.append(_OpCase("Concat", [s, s], {"axis": 1}))
+        cases.append(_OpCase("Reshape", [s], {"shape": [1, int(np.prod(s))]}))
+        cases.append(_OpCase("Transpose", [s], {"perm": [0, 2, 3, 1]}))
+        cases.append(_OpCase("Pad", [s], {"pads": [0, 0, 1, 1, 0, 0, 1, 1], "mode": "constant", "value": 0.0}))
+    return cases
+
+
+def _case_work(case: _OpCase) -> OpWork:
+    from deepx_opt.graphs import OpSpec
+
+    names = [f"in{i}" if s is not None else "" for i, s in enumerate(case.inputs)]
+    op = OpSpec(case.op_type, names, ["out"], case.attrs, case.op_type)
+    return op_work(op, {n: s for n, s in zip(names, case.inputs) if n})
+
+
+def _l2_bytes() -> int:
+    try:
+        for idx in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+            if (idx / "level").read_text().strip() == "2":
+                txt = (idx / "size").read_text().strip().upper()
+                mult = {"K": 1024, "M": 1 << 20}.get(txt[-1], 1)
+                return int(txt.rstrip("KM")) * mult
+    except (OSError, ValueError):
+        pass
+    return 2 << 20
+
+
+def _rotations(const_bytes: int) -> int:
+    """How many copies of an op's weights to cycle through between timed runs so that each run finds its
+    weights out of the L2 cache, as inside a model run where other layers' weights passed through it (the
+    small activations an op reads were just written by its producer and stay warm)."""
+    if const_bytes <= 0:
+        return 1
+    return int(min(16, max(1, -(-2 * _l2_bytes() // const_bytes))))
+
+
+def _time_call(fn: Callable[[int], Any], sync: Callable[[], None], warmup: int, reps: int,
+               max_s: float = 0.25) -> float:
+    """Median wall time (µs) of ``fn(i)`` + ``sync()`` over ``reps`` timed runs after ``warmup`` runs
+    (``i`` counts the calls, so that ``fn`` can rotate its weight copies)."""
+    for i in range(warmup):
+        fn(i)
+    sync()
+    times = []
+    t_total = time.perf_counter()
+    for i in range(reps):
+        t0 = time.perf_counter()
+        fn(warmup + i)
+        sync()
+        times.append(time.perf_counter() - t0)
+        if i >= 2 and time.perf_counter() - t_total > max_s * reps / 3:
+            break  # long op: three timed runs are enough
+    return statistics.median(times) * 1e6
+
+
+def _round_robin(calls: Sequence[Callable[[int], Any]], sync: Callable[[], None], warmup: int, reps: int,
+                 progress: Callable | None = None, label: str = "", notes: Sequence[str] = ()) -> list[float]:
+    """Median time (µs) of each call, timing them in turns: every timed run of one op follows runs of the
+    others (as a block inside a model follows other blocks), so neither its weights nor the interpreter's
+    code path for it are still hot from its own previous run."""
+    for i in range(warmup):
+        for fn in calls:
+            fn(i)
+    sync()
+    times: list[list[float]] = [[] for _ in calls]
+    total = len(calls) * reps
+    for r in range(reps):
+        for j, fn in enumerate(calls):
+            t0 = time.perf_counter()
+            fn(warmup + r)
+            sync()
+            times[j].append(time.perf_counter() - t0)
+            if progress:
+                progress(label, r * len(calls) + j + 1, total, notes[j] if j < len(notes) else "")
+    return [statistics.median(t) * 1e6 for t in times]
+
+
+class _Progress:
+    def __init__(self, enabled: bool, stream=None):
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self._last = 0.0
+
+    def __call__(self, label: str, i: int, n: int, note: str = "") -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if i < n and now - self._last < 0.25:
+            return
+        self._last = now
+        width = 30
+        done = int(width * i / max(n, 1))
+        self.stream.write(f"\r{label:12s} [{'#' * done}{'.' * (width - done)}] {i}/{n} {note:24s}")
+        if i >= n:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def benchmark_ops(backend: Any, cases: Sequence[_OpCase], *, warmup: int = 2, reps: int = 5, seed: int = 0,
+                  progress: Callable | None = None, label: str = "") -> list[Sample]:
+    """Time each op case on a backend; returns one :class:`Sample` per case (median of ``reps`` runs; the
+    weights rotate between copies so that they are not in L2, see :func:`_rotations`)."""
+    rng = np.random.default_rng(seed)
+    out: list[Sample] = []
+    for case in cases:
+        arrays = [None if s is None else rng.standard_normal(s).astype(np.float32) for s in case.inputs]
+        if case.op_type == "BatchNormalization":
+            arrays[4] = np.abs(arrays[4]) + 0.5
+        const = list(case.const) + [False] * (len(arrays) - len(case.const))
+        k = _rotations(sum(a.nbytes for a, c in zip(arrays, const) if c and a is not None))
+        sets = [[None if a is None else backend.upload(a if (j == 0 or not c) else a.copy())
+                 for a, c in zip(arrays, const)] for j in range(k)]
+        lat = _time_call(lambda i, sets=sets, k=k, case=case: backend.run(case.op_type, sets[i % k], case.attrs),
+                         backend.synchronize, warmup, reps)
+        del sets
+        out.append(Sample(_case_work(case), lat, "grid"))
+        if progress:
+            progress(label, len(out), len(cases), case.op_type)
+    return out
+
+
+def _fused_ops(ops: Sequence[Any]) -> list[tuple[Any, dict]]:
+    """Ops to run for a block, with a Relu after Conv/Gemm/MatMul fused into it (as block_works assumes)."""
+    from deepx_opt.runtime.backends.base import FUSED_ACTIVATION_ATTR
+
+    out: list[tuple[Any, dict]] = []
+    for op in ops:
+        if (op.op_type == "Relu" and out and out[-1][0].op_type in ("Conv", "Gemm", "MatMul")
+                and list(op.inputs) == list(out[-1][0].outputs[:1])):
+            prev, attrs = out[-1]
+            out[-1] = (_renamed(prev, op.outputs), dict(attrs, **{FUSED_ACTIVATION_ATTR: "Relu"}))
+            continue
+        out.append((op, dict(op.attrs)))
+    return out
+
+
+def _renamed(op: Any, outputs: Sequence[str]) -> Any:
+    from deepx_opt.graphs import OpSpec
+
+    return OpSpec(op.op_type, list(op.inputs), list(outputs), dict(op.attrs), op.name)
+
+
+def block_runner(backend: Any, ops: Sequence[Any]) -> Callable[[dict], dict]:
+    """A closure ``run(env) -> env`` that runs a block's ops on ``backend``, reading handles (inputs and
+    weights, already uploaded) from ``env`` and adding to it every tensor the block produces —
+    the measurement the latency model predicts (a Relu after Conv/Gemm/MatMul is fused into it)."""
+    plan = _fused_ops(ops)
+
+    def run(env: dict) -> dict:
+        for op, attrs in plan:
+            outs = backend.run(op.op_type, [env[n] if n else None for n in op.inputs], attrs)
+            for n, h in zip(op.outputs, outs):
+                env[n] = h
+        return env
+
+    return run
+
+
+def _layer_samples(backend: Any, model: Any, warmup: int, reps: int, rng: np.random.Generator,
+                   progress: Callable | None, label: str) -> list[Sample]:
+    """Time every op of every layer of a model, in model order and in turns (:func:`_round_robin`): each op
+    runs after the model's other ops, as inside an inference (zoo-layer samples)."""
+    shapes = model_shapes(model)
+    calls, works, notes = [], [], []
+    for v in model.layers():
+        ops = model.dag.nodes[v]["ops"]
+        ws = block_works(ops, shapes, fused_relu=True)
+        plan = _fused_ops(ops)
+        if len(ws) != len(plan):
+            continue
+        for (op, attrs), w in zip(plan, ws):
+            handles = [None if not n else backend.upload(np.array(model.weights[n], dtype=np.float32, order="C"))
+                       if n in model.weights else
+                       backend.upload(rng.standard_normal(shapes[n].shape).astype(np.float32)) for n in op.inputs]
+            calls.append(lambda i, h=handles, op=op, attrs=attrs: backend.run(op.op_type, h, attrs))
+            works.append(w)
+            notes.append(f"{model.name}:{v}")
+    lat = _round_robin(calls, backend.synchronize, warmup, reps, progress, label, notes)
+    return [Sample(w, t, f"zoo:{model.name}") for w, t in zip(works, lat)]
+
+
+#: Features of each kind's latency model (see LatencyModel): convs pay for their im2col buffer, GEMVs and
+#: memory-bound ops slow down once their working set spills the cache.
+_KIND_FEATURES = {
+    "conv": ("flops", "bytes", "im2col_bytes", "im2col"),
+    "gemm": ("flops", "bytes", "bytes_over_cache"),
+}
+
+
+def _fit_models(samples: Sequence[Sample]) -> dict[str, dict]:
+    by_kind: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_kind.setdefault(s.work.kind, []).append(s)
+    models = {}
+    for kind, ss in sorted(by_kind.items()):
+        if len(ss) < 3:
+            continue
+        X = [s.work for s in ss]
+        y = [s.latency_us for s in ss]
+        feats = _KIND_FEATURES.get(kind, ("flops", "bytes", "bytes_over_cache"))
+        if len(ss) < 8:
+            feats = feats[:2]
+        if all(s.work.flops == 0 for s in ss):
+            feats = tuple(f for f in feats if f != "flops") or ("bytes",)
+        m = LatencyModel("auto", features=feats).fit(X, y)
+        models[kind] = m.to_dict()
+    return models
+
+
+def _link_samples(backend: Any, sizes: Sequence[int], warmup: int, reps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Median time (µs) of an upload followed by a download of ``n`` bytes, per size."""
+    xs, ys = [], []
+    for n in sizes:
+        a = np.random.default_rng(0).standard_normal(max(n // 4, 1)).astype(np.float32)
+        h = backend.upload(a)
+
+        def roundtrip(_i):
+            backend.download(backend.upload(a))
+
+        ys.append(_time_call(roundtrip, backend.synchronize, warmup, reps) / 2.0)  # one direction
+        xs.append(a.nbytes)
+        del h
+    return np.array(xs, float), np.array(ys, float)
+
+
+def _nvml_handle(device_name: str):
+    try:
+        import pynvml  # nvidia-ml-py
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        n = pynvml.nvmlDeviceGetCount()
+        for i in range(n):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(h)
+            name = name.decode() if isinstance(name, bytes) else name
+            if name.lower() in device_name.lower() or device_name.lower() in name.lower() or n == 1:
+                return h
+    except Exception:
+        return None
+    return None
+
+
+def measure_nvml_power_w(backend: Any, case: _OpCase, duration_s: float = 2.0) -> tuple[float, float] | None:
+    """(active, idle) GPU power in W from NVML's total-energy counter: energy over a stretch of repeated
+    ``case`` runs divided by its time; idle from the counter over an equal quiet stretch. None without NVML."""
+    import pynvml
+
+    h = _nvml_handle(getattr(backend, "device_name", "") or "")
+    if h is None:
+        return None
+    rng = np.random.default_rng(0)
+    handles = [None if s is None else backend.upload(rng.standard_normal(s).astype(np.float32)) for s in case.inputs]
+    backend.run(case.op_type, handles, case.attrs)
+    backend.synchronize()
+    time.sleep(0.2)
+    e0, t0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
+    time.sleep(duration_s / 2)
+    e1, t1 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
+    idle_w = (e1 - e0) / 1000.0 / (t1 - t0)
+    e0, t0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
+    while time.perf_counter() - t0 < duration_s:
+        for _ in range(10):
+            backend.run(case.op_type, handles, case.attrs)
+        backend.synchronize()
+    e1, t1 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
+    active_w = (e1 - e0) / 1000.0 / (t1 - t0)
+    return active_w, idle_w
+
+
+def _processor_info(name: str, backend: Any) -> tuple[str, int, str]:
+    """(kind, memory bytes, description) of a processor of this machine."""
+    if name == "cpu":
+        try:
+            mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            mem = 8 * 2**30
+        return "cpu", int(mem), platform.processor() or platform.machine()
+    from deepx_opt.runtime.opencl_probe import working_devices
+
+    d = working_devices()[int(name.split(":")[1])]
+    kind = {"gpu": "gpu", "cpu": "cpu"}.get(d.device_type, "gpu")
+    return kind, int(d.global_mem_bytes), d.label
+
+
+def _default_processors() -> list[str]:
+    from deepx_opt.runtime.backends import available_backends
+
+    return available_backends()
+
+
+def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default", progress: bool | Callable = True,
+              powers: dict[str, tuple[float, float]] | None = None, name: str | None = None,
+              zoo_models: Sequence[str] | None = None, nvml: bool = True) -> DeviceProfile:
+    """Benchmark the processors of this machine and return a fitted :class:`DeviceProfile`.
+
+    Parameters
+    ----------
+    processors : sequence of str, optional
+        Processor names (``cpu``, ``opencl:0``, ``opencl:pthread``...); default: every available one.
+    mode : {"quick", "default", "thorough"}
+    progress : bool or callable
+        A plain-text progress bar on stderr (or a callable ``(label, i, n, note)``).
+    powers : mapping processor → (active W, idle W), optional
+        Modelled powers overriding :data:`DEFAULT_POWER_W`.
+    zoo_models : sequence of str, optional
+        Zoo models whose layers join the samples (default: the small zoo models, none in ``quick``).
+    nvml : bool
+        Measure an NVIDIA GPU's active power from NVML when available.
+
+    Raises
+    ------
+    BackendUnavailableError
+        for a processor this machine does not have.
+    """
+    if mode not in MODES:
+        raise CostModelError(f"calibration mode {mode!r}; accepted: {', '.join(MODES)}")
+    from deepx_opt.runtime.backends import get_backend
+    from deepx_opt.runtime.backends.base import canonical_processor_name
+
+    cfg = MODES[mode]
+    names = [canonical_processor_name(p) for p in (processors or _default_processors())]
+    names = list(dict.fromkeys(names))
+    prog = progress if callable(progress) else _Progress(bool(progress))
+    cases = op_grid(cfg["grid"])
+    zoo_graphs = []
+    if zoo_models is None:
+        zoo_models = _ZOO_CALIBRATION_MODELS if cfg["zoo"] else ()
+    if zoo_models:
+        from deepx_opt import zoo
+        from deepx_opt.graphs import load_onnx
+
+        zoo_graphs = [load_onnx(zoo.build(m)) for m in zoo_models]
+    procs: list[Processor] = []
+    links: list[Link] = []
+    meta: dict[str, Any] = {"calibration": {"mode": mode, "machine": machine_key(), "host": platform.node(),
+                                            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                            "processors": {}}}
+    t_start = time.perf_counter()
+    for pname in names:
+        t0 = time.perf_counter()
+        be = get_backend(pname)
+        kind, mem, desc = _processor_info(pname, be)
+        samples = benchmark_ops(be, cases, warmup=cfg["warmup"], reps=cfg["reps"], progress=prog, label=pname)
+        rng = np.random.default_rng(1)
+        for g in zoo_graphs:
+            samples += _layer_samples(be, g, cfg["warmup"], cfg["reps"], rng, prog, pname)
+        models = _fit_models(samples)
+        active, idle = (powers or {}).get(pname, DEFAULT_POWER_W.get(kind, DEFAULT_POWER_W["cpu"]))
+        psrc = "modelled"
+        if nvml and pname.startswith("opencl") and "nvidia" in desc.lower():
+            gemm = next(c for c in cases if c.op_type == "Gemm")
+            big = max((c for c in cases if c.op_type == "Gemm"), key=lambda c: np.prod(c.inputs[1]))
+            try:
+                got = measure_nvml_power_w(be, big or gemm)
+            except Exception:  # NVML present but unusable: keep modelled powers
+                got = None
+            if got:
+                active, idle = got
+                psrc = "measured"
+        procs.append(Processor(name=pname, kind=kind, memory_bytes=mem, active_power_w=float(active),
+                               idle_power_w=float(idle), backend=pname, power_source=psrc,
+                               latency_models=models))
+        meta["calibration"]["processors"][pname] = {
+            "device": desc, "samples": len(samples), "seconds": round(time.perf_counter() - t0, 1),
+            "samples_table": [[s.work.kind, s.work.op_type, s.work.flops, s.work.bytes, round(s.latency_us, 2),
+                               s.source] for s in samples]}
+        if pname != "cpu" and "cpu" in names or (pname != "cpu" and pname.startswith("opencl")):
+            sizes = [4096, 65536, 1 << 20, 4 << 20] + ([16 << 20] if mode != "quick" else [])
+            xs, ys = _link_samples(be, sizes, cfg["warmup"], cfg["reps"])
+            lm = LatencyModel("linear", features=("bytes",)).fit(xs[:, None], ys)
+            c0, c1 = lm.coef_
+            bw = 1e6 / c1 if c1 > 0 else 1e12
+            host_active = (powers or {}).get("cpu", DEFAULT_POWER_W["cpu"])[0]
+            links.append(Link(src="cpu", dst=pname, bandwidth_bytes_per_s=float(bw), latency_us=float(c0),
+                              energy_per_byte_uj=float(host_active * c1), power_w=0.0, wireless=False,
+                              symmetric=True))
+    if "cpu" not in names:
+        # the host side of every link must be a processor of the profile: the host CPU joins as a modelled,
+        # uncalibrated processor only when links need it
+        if links:
+            kind, mem, _ = _processor_info("cpu", None)
+            a, i = (powers or {}).get("cpu", DEFAULT_POWER_W["cpu"])
+            procs.insert(0, Processor(name="cpu", kind="cpu", memory_bytes=mem, active_power_w=a, idle_power_w=i,
+                                      backend="cpu", latency_models={}))
+    meta["calibration"]["seconds"] = round(time.perf_counter() - t_start, 1)
+    host = "cpu" if any(p.name == "cpu" for p in procs) else procs[0].name
+    return DeviceProfile(name=name or f"host-{machine_key()}", processors=procs, links=links, host=host,
+                         description=f"this machine ({platform.node()}), calibrated in {mode} mode; powers "
+                                     + ", ".join(f"{p.name}: {p.power_source}" for p in procs),
+                         meta=meta)
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+@dataclass(frozen=True)
+class ValidationRow:
+    """Measured vs predicted latency of one block on one processor."""
+
+    processor: str
+    model: str
+    layer: str
+    variant: str  # "dense" or "rank=R"
+    kind: str
+    measured_us: float
+    predicted_us: float
+
+    @property
+    def error_pct(self) -> float:
+        return (self.predicted_us - self.measured_us) / self.measured_us * 100.0
+
+
+def _variants(model: Any, rank_fractions: Sequence[float]) -> list[tuple[str, Any]]:
+    """(variant name, ModelGraph) pairs: the dense model, then every factorisable layer at each rank fraction."""
+    out = [("dense", model)]
+    try:
+        from deepx_opt.graphs.compression import apply_ranks, factorizers
+    except ImportError:
+        return out
+    fzs = factorizers(model)
+    for frac in rank_fractions:
+        ranks = {v: max(1, int(round(fz.max_rank * frac))) for v, fz in fzs.items()}
+        if ranks:
+            out.append((f"rank={frac:g}", apply_ranks(model, ranks, factorizers_=fzs)))
+    return out
+
+
+def validate(profile: DeviceProfile, models: Sequence[str] | Sequence[Any], *, processors: Sequence[str] | None = None,
+             rank_fractions: Sequence[float] = (0.5, 0.25), warmup: int = 2, reps: int = 5,
+             progress: bool | Callable = True) -> list[ValidationRow]:
+    """Measured vs predicted latency of every block of zoo models on each processor with a backend binding.
+
+    Each model runs whole, layer after layer in topological order (real activations flowing between blocks,
+    weights resident on the processor), ``warmup + reps`` times; each block's time (``run`` +
+    ``synchronize``) is the median over the timed runs — the per-block measurement of a real execution.
+    Variants: the dense model, then the model with *every* factorisable layer at ``fraction × full rank`` for
+    each of ``rank_fractions`` (only the factorised blocks are reported for those).
+    """
+    from deepx_opt.runtime.backends import get_backend
+
+    prog = progress if callable(progress) else _Progress(bool(progress))
+    graphs = []
+    for m in models:
+        if isinstance(m, str):
+            from deepx_opt import zoo
+            from deepx_opt.graphs import load_onnx
+
+            graphs.append(load_onnx(zoo.build(m)))
+        else:
+            graphs.append(m)
+    procs = [p for p in profile.processors if p.backend and (processors is None or p.name in processors)]
+    if not procs:
+        raise ProfileError(f"profile {profile.name!r} has no processor with a backend on this machine"
+                           f"{' among ' + ', '.join(processors) if processors else ''}")
+    rows: list[ValidationRow] = []
+    rng = np.random.default_rng(2)
+    jobs = [(g, vname, vg) for g in graphs for vname, vg in _variants(g, rank_fractions)]
+    for proc in procs:
+        be = get_backend(proc.backend)
+        for ji, (g, vname, vg) in enumerate(jobs):
+            shapes = model_shapes(vg)
+            env0: dict[str, Any] = {t: be.upload(np.ascontiguousarray(w)) for t, w in vg.weights.items()}
+            for t, info in vg.inputs.items():
+                env0[t] = be.upload(rng.standard_normal(info.shape).astype(np.float32))
+            layers = vg.layers()
+            runners = {v: block_runner(be, vg.dag.nodes[v]["ops"]) for v in layers}
+            times: dict[str, list[float]] = {v: [] for v in layers}
+            for rep in range(warmup + reps):
+                env = dict(env0)
+                for v in layers:
+                    d = vg.dag.nodes[v]
+                    t0 = time.perf_counter()
+                    runners[v](env)
+                    be.synchronize()
+                    dt = time.perf_counter() - t0
+                    if rep >= warmup:
+                        times[v].append(dt * 1e6)
+            for v in layers:
+                d = vg.dag.nodes[v]
+                if vname != "dense" and "rank" not in d:
+                    continue  # unchanged layer: reported once, in the dense variant
+                pred = _predict(profile, proc.name, d["ops"], shapes)
+                rows.append(ValidationRow(proc.name, g.name, v, vname, d["kind"], statistics.median(times[v]), pred))
+            prog(proc.name, ji + 1, len(jobs), f"{g.name}:{vname}")
+    return rows
+
+
+def _predict(profile: DeviceProfile, processor: str, ops: Sequence[Any], shapes: dict) -> float:
+    from deepx_opt.cost_models.latency import predict_block_us
+
+    return predict_block_us(profile, processor, ops=ops, shapes=shapes)
+
+
+def summarize_validation(rows: Iterable[ValidationRow], tolerance_pct: float = 10.0) -> list[dict]:
+    """Per processor (and per variant): blocks, share within ±tolerance, MAPE, median |error|."""
+    groups: dict[tuple[str, str], list[ValidationRow]] = {}
+    for r in rows:
+        groups.setdefault((r.processor, "all"), []).append(r)
+        groups.setdefault((r.processor, "dense" if r.variant == "dense" else "low-rank"), []).append(r)
+    out = []
+    for (p, var), rs in sorted(groups.items()):
+        errs = np.array([abs(r.error_pct) for r in rs])
+        out.append({"processor": p, "variant": var, "blocks": len(rs),
+                    "within_pct": float(np.mean(errs <= tolerance_pct) * 100.0),
+                    "mape_pct": float(errs.mean()), "median_abs_err_pct": float(np.median(errs)),
+                    "measured_total_ms": float(sum(r.measured_us for r in rs) / 1000.0),
+                    "predicted_total_ms": float(sum(r.predicted_us for r in rs) / 1000.0)})
+    return out
+
+
+# ------------------------------------------------------------------------------------------ cache
+
+def machine_key() -> str:
+    """A short key of this machine: CPU model, core count, numpy BLAS and the working OpenCL devices."""
+    parts = [platform.machine(), str(os.cpu_count())]
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    parts.append(line.split(":", 1)[1].strip())
+                    break
+    except OSError:
+        pass
+    parts.append(os.environ.get("OPENBLAS_CORETYPE", ""))
+    try:
+        from deepx_opt.runtime.opencl_probe import working_devices
+
+        parts += [d.label for d in working_devices()]
+    except Exception:
+        pass
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/deepx_opt`` or ``~/.cache/deepx_opt``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "deepx_opt"
+
+
+def host_profile(processors: Sequence[str] | None = None, *, mode: str = "quick", refresh: bool = False,
+                 progress: bool | Callable = True) -> DeviceProfile:
+    """This machine's calibrated profile, cached under :func:`cache_dir` keyed by :func:`machine_key`,
+    the processors and the mode; calibrates (and caches) on a miss or with ``refresh``."""
+    from deepx_opt.runtime.backends.base import canonical_processor_name
+
+    names = [canonical_processor_name(p) for p in (processors or _default_processors())]
+    path = cache_dir() / f"host-{machine_key()}-{'_'.join(n.replace(':', '') for n in names)}-{mode}.json"
+    if path.is_file() and not refresh:
+        try:
+            return load_profile(path)
+        except ProfileError:
+            pass  # stale or corrupt cache: recalibrate
+    prof = calibrate(names, mode=mode, progress=progress)
+    save_profile(prof, path)
+    return prof

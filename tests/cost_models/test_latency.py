@@ -1,0 +1,160 @@
+"""Latency models: synthetic recovery, model choice, monotonicity, block sums, unknown work raises."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from deepx_opt.cost_models import LatencyModel, OpWork, layer_works, load_profile, predict_block_us, predict_work_us
+from deepx_opt.cost_models.latency import FEATURES, block_works, model_shapes, op_work
+from deepx_opt.errors import CostModelError, ProfileError
+from deepx_opt.graphs import OpSpec, load_onnx
+
+
+def _synthetic(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    flops = 10 ** rng.uniform(4, 9, n)
+    nbytes = 10 ** rng.uniform(3, 8, n)
+    return flops, nbytes, rng
+
+
+def test_linear_recovers_coefficients():
+    flops, nbytes, rng = _synthetic()
+    y = (12.0 + 2e-5 * flops + 3e-4 * nbytes) * rng.lognormal(0, 0.01, len(flops))
+    m = LatencyModel("linear").fit(np.c_[flops, nbytes], y)
+    assert m.family_ == "linear"
+    assert m.coef_ == pytest.approx([12.0, 2e-5, 3e-4], rel=0.05)
+    assert m.train_mape_ < 2.0
+    assert m is m.fit(np.c_[flops, nbytes], y)  # fit returns self
+
+
+def test_roofline_recovered_and_chosen_by_auto():
+    flops, nbytes, _ = _synthetic(seed=1)
+    y = 8.0 + np.maximum(1e-5 * flops, 2e-4 * nbytes)
+    m = LatencyModel("auto").fit(np.c_[flops, nbytes], y)
+    assert m.family_ == "roofline"
+    assert m.cv_mape_["roofline"] < m.cv_mape_["linear"]
+    assert m.coef_ == pytest.approx([8.0, 1e-5, 2e-4], rel=0.02)
+
+
+def test_auto_prefers_linear_on_linear_data():
+    flops, nbytes, _ = _synthetic(seed=2)
+    y = 5.0 + 1e-5 * flops + 1e-4 * nbytes
+    assert LatencyModel("auto").fit(np.c_[flops, nbytes], y).family_ == "linear"
+
+
+def test_cache_feature_recovers_spill():
+    flops, nbytes, _ = _synthetic(seed=3)
+    cache = 1 << 20
+    y = 3.0 + 1e-5 * flops + 2e-5 * nbytes + 1e-4 * np.maximum(0, nbytes - cache)
+    works = [OpWork("gemm", f, b) for f, b in zip(flops, nbytes)]
+    m = LatencyModel("linear", features=("flops", "bytes", "bytes_over_cache")).fit(works, y)
+    assert m.cache_bytes_ == cache
+    assert m.predict(works) == pytest.approx(y, rel=0.02)
+
+
+def test_round_trip_dict():
+    flops, nbytes, _ = _synthetic(seed=4)
+    y = 5.0 + 1e-5 * flops
+    m = LatencyModel().fit(np.c_[flops, nbytes], y)
+    m2 = LatencyModel.from_dict(m.to_dict())
+    assert np.allclose(m.predict(np.c_[flops, nbytes]), m2.predict(np.c_[flops, nbytes]))
+
+
+def test_bad_inputs():
+    with pytest.raises(CostModelError, match="family"):
+        LatencyModel("cubic")
+    with pytest.raises(CostModelError, match="features"):
+        LatencyModel(features=("watts",))
+    with pytest.raises(CostModelError, match="not fitted"):
+        LatencyModel().predict([[1.0, 2.0]])
+    with pytest.raises(CostModelError, match="> 0"):
+        LatencyModel().fit([[1.0, 2.0], [2.0, 3.0]], [1.0, -1.0])
+    with pytest.raises(ProfileError, match="coef_"):
+        LatencyModel.from_dict({"family": "linear", "features": ["flops"], "coef_": [1.0]})
+
+
+@pytest.mark.parametrize("profile", ["snapdragon800", "tegrak1"])
+def test_predictions_monotone_in_flops(profile):
+    p = load_profile(profile)
+    for proc in p.processors:
+        for kind in proc.latency_models:
+            if not proc.supports_kind(kind):
+                continue
+            prev = 0.0
+            for f in [0, 1e3, 1e5, 1e7, 1e9]:
+                t = predict_work_us(p, proc.name, OpWork(kind, f, 1e5))
+                assert t >= prev and t > 0
+                prev = t
+
+
+def test_unknown_work_raises_never_zero():
+    p = load_profile("tegrak1")
+    with pytest.raises(CostModelError, match="does not support 'conv'"):
+        predict_work_us(p, "lpu", OpWork("conv", 1e6, 1e4))
+    q = p.copy()
+    del q.processor("gpu").latency_models["lrn"]
+    with pytest.raises(CostModelError, match="no latency model for 'lrn'"):
+        predict_work_us(q, "gpu", OpWork("lrn", 1e6, 1e4))
+    with pytest.raises(CostModelError, match="need kind and flops"):
+        predict_block_us(p, "gpu", {"flops": 10})
+
+
+def _mlp_onnx():
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((64, 32)).astype(np.float32)
+    b1 = rng.standard_normal(32).astype(np.float32)
+    w2 = rng.standard_normal((32, 10)).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1"),
+             helper.make_node("Relu", ["h"], ["hr"], name="relu1"),
+             helper.make_node("MatMul", ["hr", "w2"], ["y0"], name="fc2"),
+             helper.make_node("Softmax", ["y0"], ["y"], name="prob", axis=1)]
+    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+                          [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"))])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_works_match_importer_flops_and_block_sums():
+    model = load_onnx(_mlp_onnx())
+    shapes = model_shapes(model)
+    for v in model.layers():
+        d = model.dag.nodes[v]
+        unfused = block_works(d["ops"], shapes, fused_relu=False)
+        assert sum(w.flops for w in unfused) == d["flops"]
+        assert all(w.kind in ("gemm", "elementwise", "softmax") for w in unfused)
+    p = load_profile("tegrak1")
+    fc1 = model.dag.nodes["fc1"]
+    works = layer_works(model, "fc1")
+    assert [w.op_type for w in works] == ["Gemm"]  # the Relu is fused into the Gemm
+    assert predict_block_us(p, "cpu", fc1, shapes=shapes) == pytest.approx(
+        sum(predict_work_us(p, "cpu", w) for w in works))
+
+
+def test_low_rank_block_is_two_gemms():
+    p = load_profile("tegrak1")
+    shapes = {"x": (1, 1000), "W": (1000, 1000), "b": (1000,), "U": (1000, 64), "V": (64, 1000)}
+    attrs = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}
+    dense = [OpSpec("Gemm", ["x", "W", "b"], ["y"], attrs, "fc")]
+    low = [OpSpec("MatMul", ["x", "U"], ["mid"], {}, "fc_u"), OpSpec("Gemm", ["mid", "V", "b"], ["y"], attrs, "fc_v")]
+    works = block_works(low, shapes)
+    assert [w.kind for w in works] == ["gemm", "gemm"]
+    assert works[0].flops == 2 * 1000 * 64 and works[1].flops == 2 * 64 * 1000 + 0  # importer: no bias FLOPs
+    t_low = predict_block_us(p, "cpu", ops=low, shapes=shapes)
+    assert t_low == pytest.approx(sum(predict_work_us(p, "cpu", w) for w in works))
+    assert t_low < predict_block_us(p, "cpu", ops=dense, shapes=shapes)
+
+
+def test_op_work_conv_features():
+    attrs = {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1}
+    w = op_work(OpSpec("Conv", ["x", "w", "b"], ["y"], attrs, "c"), {"x": (1, 8, 16, 16), "w": (16, 8, 3, 3), "b": (16,)})
+    assert w.kind == "conv" and w.flops == 2 * 16 * 16 * 16 * 8 * 9
+    assert w.im2col_bytes == 8 * 9 * 16 * 16 * 4
+    pw = op_work(OpSpec("Conv", ["x", "w"], ["y"], dict(attrs, kernel_shape=[1, 1], pads=[0, 0, 0, 0]), "p"),
+                 {"x": (1, 8, 16, 16), "w": (16, 8, 1, 1)})
+    assert pw.im2col_bytes == 0
+    dw = op_work(OpSpec("Conv", ["x", "w"], ["y"], dict(attrs, group=8), "d"), {"x": (1, 8, 16, 16), "w": (8, 1, 3, 3)})
+    assert dw.kind == "dwconv"
+    view = op_work(OpSpec("Reshape", ["x"], ["y"], {"shape": [1, 2048]}, "r"), {"x": (1, 8, 16, 16)})
+    assert view.kind == "reshape" and view.bytes == 0
+    assert set(FEATURES) >= {"flops", "bytes"}
