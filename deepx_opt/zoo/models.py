@@ -36,6 +36,10 @@ Other synthetic models
     importer folds them). The last BN of each residual branch has scale ≈ 0.2 so that the untrained
     network's activations stay O(1) through 16 additions. 25,557,032 trainable parameters (torchvision's
     resnet50), 8.2 GFLOP, 175 ONNX nodes.
+``resnet101like``
+    The same with 3-4-23-3 bottlenecks (ResNet-101 v1.5): 44,549,160 trainable parameters, 15.6 GFLOP,
+    345 ONNX nodes, 140 blocks after the importer folds BN/ReLU — the large DAG for solver
+    benchmarks (ResNet-50 gives about 72).
 ``mobilenetlike``
     MobileNet v1, width 1.0, 224 input (Howard et al. 2017): conv 3×3/2 32, then 13 depthwise-separable
     blocks (depthwise 3×3 conv with group = channels, BN, ReLU6; pointwise 1×1, BN, ReLU6), global
@@ -113,10 +117,15 @@ def _conv_bn(b: NetBuilder, x: str, cout: int, k: int, *, name: str, stride: int
     return b.relu(x) if relu else x
 
 
-def _resnet50(b: NetBuilder) -> str:
+def _resnet(depths: tuple[int, int, int, int]) -> Callable[[NetBuilder], str]:
+    return lambda b: _resnet_bottleneck(b, depths)
+
+
+def _resnet_bottleneck(b: NetBuilder, depths: tuple[int, int, int, int]) -> str:
     x = _conv_bn(b, "input", 64, 7, stride=2, name="conv1")
     x = b.maxpool(x, 3, 2, pad=1, name="maxpool")
-    for stage, (width, blocks, stride) in enumerate(((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)), start=1):
+    stages = zip((64, 128, 256, 512), depths, (1, 2, 2, 2))
+    for stage, (width, blocks, stride) in enumerate(stages, start=1):
         for i in range(blocks):
             pre = f"layer{stage}.{i}"
             s = stride if i == 0 else 1
@@ -181,7 +190,9 @@ SPECS: dict[str, ModelSpec] = {
         ModelSpec("audioscene", "AudioScene DNN: 680 audio features -> 2x FC 1000 -> 19 scenes", (1, 680),
                   _dnn((1000, 1000), 19), paper=True),
         ModelSpec("resnet50like", "ResNet-50 v1.5 shape: bottlenecks 3-4-6-3, BN kept, residual DAG",
-                  (1, 3, 224, 224), _resnet50),
+                  (1, 3, 224, 224), _resnet((3, 4, 6, 3))),
+        ModelSpec("resnet101like", "ResNet-101 v1.5 shape: bottlenecks 3-4-23-3, BN kept, 140-block DAG",
+                  (1, 3, 224, 224), _resnet((3, 4, 23, 3))),
         ModelSpec("mobilenetlike", "MobileNet v1 (width 1.0): depthwise-separable convs, BN, ReLU6",
                   (1, 3, 224, 224), _mobilenet),
         ModelSpec("digits_mlp", "MLP 64-256-128-10 trained on sklearn digits (real data)", (1, 64), _digits_mlp,
