@@ -32,7 +32,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deepx_opt.runtime.backends import get_backend  # noqa: E402
 from deepx_opt.runtime.backends.numpy_backend import NumpyBackend  # noqa: E402
 
 

@@ -15,7 +15,6 @@ process, so two ``cpu`` instances used at the same time from different threads s
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from typing import Any, Sequence
 
@@ -145,6 +144,10 @@ class NumpyBackend(Backend):
 
     # ------------------------------------------------------------------------------------- protocol
     def upload(self, array: np.ndarray) -> np.ndarray:
+        """The array itself when C-contiguous (no copy: do not modify it afterwards), else a copy.
+
+        float64 arrays are stored as float32, the runtime's compute type; other dtypes are kept.
+        """
         arr = np.asarray(array)
         if arr.dtype == np.float64:
             arr = arr.astype(np.float32)

@@ -212,6 +212,10 @@ class OpenCLBackend(Backend):
         return CLTensor(cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, nbytes), shape, dtype)
 
     def upload(self, array: np.ndarray) -> CLTensor:
+        """Device copy of a host array (zero copy on CPU devices: do not modify the array afterwards).
+
+        float64 arrays are stored as float32, the runtime's compute type; other dtypes are kept.
+        """
         arr = np.asarray(array)
         if arr.dtype == np.float64:
             arr = arr.astype(np.float32)
