@@ -72,7 +72,7 @@ class PaperCell:
 
 #: Summaries of the four zoo models, written by ``python -m deepx_opt.profiles.fit_paper`` (building AlexNet's
 #: 61M synthetic weights takes ~15 s; the tests check the file against freshly built models).
-SUMMARIES_FILE = Path(__file__).resolve().parent.parent / "profiles" / "paper_models.json"
+SUMMARIES_FILE = Path(__file__).resolve().parent.parent / "profiles" / "_paper_models.json"
 
 
 def paper_summaries(models: tuple[str, ...] = PAPER_MODELS, *, rebuild: bool = False) -> dict[str, ModelSummary]:

@@ -412,7 +412,7 @@ def profile_from_dict(d: Any) -> DeviceProfile:
 
 def builtin_profiles() -> list[str]:
     """Names of the profiles shipped in ``deepx_opt/profiles/`` (loadable by name)."""
-    return sorted(p.stem for p in _BUILTIN_DIR.glob("*.json"))
+    return sorted(p.stem for p in _BUILTIN_DIR.glob("*.json") if not p.name.startswith("_"))
 
 
 def load_profile(name_or_path: str | os.PathLike | DeviceProfile) -> DeviceProfile:
@@ -434,7 +434,7 @@ def load_profile(name_or_path: str | os.PathLike | DeviceProfile) -> DeviceProfi
     path = Path(s).expanduser()
     if not path.is_file():
         cand = _BUILTIN_DIR / f"{s}.json"
-        if os.sep not in s and "/" not in s and cand.is_file():
+        if os.sep not in s and "/" not in s and not s.startswith("_") and cand.is_file():
             path = cand
         else:
             raise ProfileError(

@@ -1,0 +1,55 @@
+"""`deepx profile list/show/check` through the real CLI entry point."""
+
+import json
+
+import pytest
+
+from deepx_opt.cli import main
+
+
+def test_profile_list(capsys):
+    assert main(["profile", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "snapdragon800" in out and "tegrak1" in out
+
+
+def test_profile_show(capsys):
+    assert main(["profile", "show", "tegrak1", "--models"]) == 0
+    out = capsys.readouterr().out
+    for word in ("lpu", "gpu", "cloud", "remote", "wireless", "conv, dwconv, pool, lrn", "GFLOP/s"):
+        assert word in out
+
+
+def test_profile_show_json_round_trips(capsys):
+    assert main(["profile", "show", "snapdragon800", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["version"] == 1 and [p["name"] for p in d["processors"]] == ["cpu", "dsp", "cloud"]
+
+
+@pytest.mark.parametrize("name", ["snapdragon800", "tegrak1"])
+def test_profile_check_residuals_within_25pct(capsys, name):
+    assert main(["profile", "check", name]) == 0
+    out = capsys.readouterr().out
+    assert "published mJ" in out and "residual" in out
+    assert "refused" in out
+    assert "FAIL" not in out
+
+
+def test_profile_check_json_and_tolerance(capsys):
+    assert main(["profile", "check", "tegrak1", "--json"]) == 0
+    cells = json.loads(capsys.readouterr().out)
+    assert len(cells) == 16
+    worst = max(abs(c["residual_pct"]) for c in cells if c["residual_pct"] is not None)
+    assert worst <= 25
+    # a tolerance tighter than the worst residual fails the check
+    assert main(["profile", "check", "tegrak1", "--max-residual", f"{worst / 2:.3f}"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_profile_errors(capsys, tmp_path):
+    assert main(["profile", "show", "nosuchdevice"]) == 2
+    assert "built-in: snapdragon800, tegrak1" in capsys.readouterr().err
+    bad = tmp_path / "p.json"
+    bad.write_text(json.dumps({"version": 7, "name": "x", "processors": []}))
+    assert main(["profile", "show", str(bad)]) == 2
+    assert "version" in capsys.readouterr().err
