@@ -326,8 +326,61 @@ def pareto_sweep(
 _MARKERS = ("X", "^", "s", "D", "v", "P", "<", ">", "*", "h")
 
 
+def _draw(ax, result: ParetoResult, *, ts: float, es: float, norm, cmap, gid_suffix: str = "") -> None:
+    """Front, dominated solver points and heuristics on one Axes."""
+    front = result.front
+    if front:
+        xs = [p.makespan_us / ts for p in front]
+        ys = [p.energy_uj / es for p in front]
+        ax.step(xs, ys, where="post", color="#333333", lw=1.2, zorder=2, label=f"{result.solver} front")
+        sc = ax.scatter(xs, ys, c=[p.accuracy_loss or 0.0 for p in front], cmap=cmap, norm=norm, s=70,
+                        edgecolors="black", linewidths=0.9, zorder=4)
+        sc.set_gid("series-front" + gid_suffix)
+    dom = [p for p in result.points if p.series == "dominated"]
+    if dom:
+        sc = ax.scatter([p.makespan_us / ts for p in dom], [p.energy_uj / es for p in dom], s=40,
+                        facecolors="none", edgecolors="#888888", zorder=3, label=f"{result.solver}, dominated")
+        sc.set_gid("series-dominated" + gid_suffix)
+    for k, name in enumerate(result.heuristics):
+        seen = set()
+        uniq = []
+        for p in result.series(name):  # a budget-blind heuristic gives one plan at every budget: plot it once
+            key = (round(p.makespan_us, 6), round(p.energy_uj, 6)) if p.has_plan else None
+            if key is not None and key not in seen:
+                seen.add(key)
+                uniq.append(p)
+        if not uniq:
+            continue
+        sc = ax.scatter([p.makespan_us / ts for p in uniq], [p.energy_uj / es for p in uniq],
+                        c=[p.accuracy_loss or 0.0 for p in uniq], cmap=cmap, norm=norm,
+                        marker=_MARKERS[k % len(_MARKERS)], s=55, edgecolors="#C0392B", linewidths=0.8,
+                        zorder=5, label=name)
+        sc.set_gid(f"series-{name}{gid_suffix}")
+    ax.tick_params(labelsize=8)
+    ax.grid(color="#E5E5E5", lw=0.6)
+    ax.set_axisbelow(True)
+
+
+def _log_axes(ax, pts: Sequence[ParetoPoint]) -> None:
+    """Logarithmic axes where the points span more than 8×, with plain tick labels."""
+    from matplotlib import ticker
+
+    for vals, axis, setter in (([p.makespan_us for p in pts], ax.xaxis, ax.set_xscale),
+                               ([p.energy_uj for p in pts], ax.yaxis, ax.set_yscale)):
+        lo = min(vals)
+        if lo > 0 and max(vals) / lo > 8:
+            setter("log")
+            axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+            axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def pareto_figure(result: ParetoResult, *, title: str | None = None) -> "Figure":
-    """Energy (y) against makespan (x): the front as a staircase, points coloured by accuracy loss."""
+    """Energy (y) against makespan (x): the front as a staircase, points coloured by accuracy loss.
+
+    When the heuristics land far from the front (the plot spans more than 3× the front's extent on an
+    axis), a second panel zooms on the front, with the points that fall in it.
+    """
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -342,61 +395,46 @@ def pareto_figure(result: ParetoResult, *, title: str | None = None) -> "Figure"
     top = max([p.accuracy_loss or 0.0 for p in pts] + [result.max_accuracy_loss or 0.0])
     norm = matplotlib.colors.Normalize(vmin=0.0, vmax=top if top > 0 else 1.0)
     cmap = matplotlib.colormaps["viridis"]
-    fig = Figure(figsize=(8.0, 5.6))
-    ax = fig.add_subplot()
     front = result.front
-    if front:
-        xs = [p.makespan_us / ts for p in front]
-        ys = [p.energy_uj / es for p in front]
-        ax.step(xs, ys, where="post", color="#333333", lw=1.2, zorder=2, label=f"{result.solver} front")
-        sc = ax.scatter(xs, ys, c=[p.accuracy_loss or 0.0 for p in front], cmap=cmap, norm=norm, s=70,
-                        edgecolors="black", linewidths=0.9, zorder=4)
-        sc.set_gid("series-front")
-    dom = [p for p in result.points if p.series == "dominated"]
-    if dom:
-        sc = ax.scatter([p.makespan_us / ts for p in dom], [p.energy_uj / es for p in dom], s=40,
-                        facecolors="none", edgecolors="#888888", zorder=3, label=f"{result.solver}, dominated")
-        sc.set_gid("series-dominated")
-    for k, name in enumerate(result.heuristics):
-        hp = [p for p in result.series(name) if p.has_plan]
-        seen = set()
-        uniq = []
-        for p in hp:  # a budget-blind heuristic gives the same plan at every budget: plot it once
-            key = (round(p.makespan_us, 6), round(p.energy_uj, 6))
-            if key not in seen:
-                seen.add(key)
-                uniq.append(p)
-        if not uniq:
-            continue
-        sc = ax.scatter([p.makespan_us / ts for p in uniq], [p.energy_uj / es for p in uniq],
-                        c=[p.accuracy_loss or 0.0 for p in uniq], cmap=cmap, norm=norm,
-                        marker=_MARKERS[k % len(_MARKERS)], s=55, edgecolors="#C0392B", linewidths=0.8,
-                        zorder=5, label=name)
-        sc.set_gid(f"series-{name}")
-    cb = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax)
-    cb.set_label("accuracy loss (points)", fontsize=8)
-    cb.ax.tick_params(labelsize=7.5)
-    # baselines can sit orders of magnitude away from the front: go logarithmic then, or the front is a dot
-    from matplotlib import ticker
 
-    for vals, axis in (([p.makespan_us for p in pts], ax.xaxis), ([p.energy_uj for p in pts], ax.yaxis)):
-        lo = min(vals)
-        if lo > 0 and max(vals) / lo > 8:
-            (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
-            axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
-            axis.set_minor_formatter(ticker.NullFormatter())
-    ax.set_xlabel(f"makespan ({tu})", fontsize=9)
-    ax.set_ylabel(f"energy ({eu})", fontsize=9)
-    ax.tick_params(labelsize=8)
-    ax.grid(color="#E5E5E5", lw=0.6)
-    ax.set_axisbelow(True)
+    zoom = None
+    if front:
+        fx = [p.makespan_us for p in front]
+        fy = [p.energy_uj for p in front]
+        wx = max(max(fx) - min(fx), 0.02 * max(fx))
+        wy = max(max(fy) - min(fy), 0.02 * max(fy))
+        allx = [p.makespan_us for p in pts]
+        ally = [p.energy_uj for p in pts]
+        if (max(allx) - min(allx)) > 3 * wx or (max(ally) - min(ally)) > 3 * wy:
+            zoom = ((min(fx) - 0.25 * wx) / ts, (max(fx) + 0.25 * wx) / ts,
+                    (min(fy) - 0.25 * wy) / es, (max(fy) + 0.25 * wy) / es)
+
+    fig = Figure(figsize=(12.5 if zoom else 8.0, 5.6), layout="constrained")
+    axes = fig.subplots(1, 2 if zoom else 1, squeeze=False)[0]
+    ax = axes[0]
+    _draw(ax, result, ts=ts, es=es, norm=norm, cmap=cmap)
+    _log_axes(ax, pts)
     ax.legend(fontsize=7.5, loc="best", frameon=True)
     what = "latency budget" if result.sweep == "latency" else "energy budget"
     acc = "" if result.max_accuracy_loss is None else f", accuracy loss ≤ {result.max_accuracy_loss:g} pts"
     ax.set_title(title or f"{result.problem_name}: energy vs latency\n{result.solver} on {len(result.budgets)} "
                  f"{what}s{acc}", fontsize=9.5)
-    fig.tight_layout()
+    if zoom:
+        az = axes[1]
+        _draw(az, result, ts=ts, es=es, norm=norm, cmap=cmap, gid_suffix="-zoom")
+        az.set_xlim(zoom[0], zoom[1])
+        az.set_ylim(zoom[2], zoom[3])
+        az.set_title("the front, close up", fontsize=9.5)
+        from matplotlib.patches import Rectangle
+
+        ax.add_patch(Rectangle((zoom[0], zoom[2]), zoom[1] - zoom[0], zoom[3] - zoom[2], fill=False,
+                               ec="#555555", lw=0.8, ls=":", zorder=1))
+    for a in axes:
+        a.set_xlabel(f"makespan ({tu})", fontsize=9)
+        a.set_ylabel(f"energy ({eu})", fontsize=9)
+    cb = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes))
+    cb.set_label("accuracy loss (points)", fontsize=8)
+    cb.ax.tick_params(labelsize=7.5)
     return fig
 
 
