@@ -72,9 +72,7 @@ def diagnose_infeasibility(problem: Problem, *, time_limit_s: float = 10.0) -> s
                     f"the best assignment still exceeds them by {val} bytes in total, with no budget or accuracy limit")
     acc_txt = ""
     if g.acc_limit is not None:
-        st, obj, bound = _relax(problem, "accuracy", each, latency_budget=False, energy_budget=False)
-        if st == "INFEASIBLE":
-            return "no assignment satisfies the memory capacities"  # cannot happen after check 1
+        st, obj, bound = _relax(problem, "accuracy", each, **none)
         best = obj if st == "OPTIMAL" else bound
         if best is not None and best > g.acc_limit:
             return (f"accuracy limit {problem.max_accuracy_loss:g} points is below the least achievable accuracy "

@@ -268,7 +268,7 @@ class Heft(Solver):
         """Return (choice, start, upward ranks, placement order) on the grid."""
         cands = self.candidates(g)
         rank = upward_ranks(g, cands)
-        order = sorted(range(g.n), key=lambda v: (-rank[v], v))
+        order = sorted(range(g.n), key=lambda v: (-round(rank[v], 6), v))  # float noise must not break ties
         busy: list[list[tuple[int, int]]] = [[] for _ in g.procs]  # sorted (start, finish)
         choice = [0] * g.n
         start = [0] * g.n

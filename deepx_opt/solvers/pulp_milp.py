@@ -18,6 +18,7 @@ schedule with exact integer arithmetic (solver tolerances never leak into a Plan
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 from deepx_opt.errors import SolverError
@@ -43,11 +44,22 @@ def available_backends() -> list[str]:
     """PuLP back ends that work here (``"cbc"`` is bundled; ``"highs"`` needs highspy)."""
     pulp = _pulp()
     out = []
-    if pulp.PULP_CBC_CMD(msg=False).available():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cbc = pulp.PULP_CBC_CMD(msg=False).available()
+    if cbc:
         out.append("cbc")
     if pulp.HiGHS(msg=False).available():
         out.append("highs")
     return out
+
+
+def _var(lp, name: str, low=None, up=None, cat: str = "Continuous"):
+    """A variable attached to ``lp`` (PuLP ≥ 3.3 API; the bare constructor on older PuLP)."""
+    add = getattr(lp, "add_variable", None)
+    if add is not None:
+        return add(name, low, up, cat=cat)
+    return _pulp().LpVariable(name, low, up, cat=cat)
 
 
 def _reachability(g) -> list[set[int]]:
@@ -66,9 +78,9 @@ def build_pulp_model(problem: Problem):
     np_ = len(g.procs)
     H = g.horizon if g.latency_budget is None else min(g.horizon, g.latency_budget)
     lp = pulp.LpProblem("deepx_plan", pulp.LpMinimize)
-    x = [[pulp.LpVariable(f"x_{v}_{k}", cat="Binary") for k in range(len(g.dur[v]))] for v in range(g.n)]
-    s = [pulp.LpVariable(f"s_{v}", 0, H) for v in range(g.n)]
-    M = pulp.LpVariable("makespan", 0, H)
+    x = [[_var(lp, f"x_{v}_{k}", cat="Binary") for k in range(len(g.dur[v]))] for v in range(g.n)]
+    s = [_var(lp, f"s_{v}", 0, H) for v in range(g.n)]
+    M = _var(lp, "makespan", 0, H)
     y: list[dict[int, Any]] = []
     fin = []
     for v in range(g.n):
@@ -89,7 +101,7 @@ def build_pulp_model(problem: Problem):
         delay = []
         for p in y[u]:
             for q in y[v]:
-                zz = pulp.LpVariable(f"z_{e}_{p}_{q}", 0, 1)
+                zz = _var(lp, f"z_{e}_{p}_{q}", 0, 1)
                 rows.setdefault(p, []).append(zz)
                 cols.setdefault(q, []).append(zz)
                 if p != q:
@@ -111,7 +123,7 @@ def build_pulp_model(problem: Problem):
                       and any(g.dur[v][k] > 0 for k, q in enumerate(g.opt_proc[v]) if q == p)]
             if not shared:
                 continue
-            o = pulp.LpVariable(f"o_{u}_{v}", cat="Binary")
+            o = _var(lp, f"o_{u}_{v}", cat="Binary")
             for p in shared:
                 both = 2 - y[u][p] - y[v][p]
                 lp += s[v] >= fin[u] - H * (1 - o) - H * both, f"ord_{u}_{v}_{p}_a"
@@ -123,7 +135,7 @@ def build_pulp_model(problem: Problem):
         terms = [g.weight[v][k] * x[v][k] for v in range(g.n) for k in range(len(x[v])) if g.opt_proc[v][k] == p and g.weight[v][k]]
         ws = [(g.workspace[v][k], x[v][k]) for v in range(g.n) for k in range(len(x[v])) if g.opt_proc[v][k] == p and g.workspace[v][k]]
         if ws:
-            peak = pulp.LpVariable(f"peak_{p}", 0)
+            peak = _var(lp, f"peak_{p}", 0)
             for i, (w, lit) in enumerate(ws):
                 lp += peak >= w * lit, f"peak_{p}_{i}"
             terms.append(peak)
@@ -139,7 +151,7 @@ def build_pulp_model(problem: Problem):
     if g.include_idle and any(g.idle_mw):
         busy = [pulp.lpSum(g.dur[v][k] * x[v][k] for v in range(g.n) for k in range(len(x[v])) if g.opt_proc[v][k] == p)
                 for p in range(np_)]
-        idle = pulp.LpVariable("idle_energy", 0, cat="Integer")
+        idle = _var(lp, "idle_energy", 0, cat="Integer")
         lp += 1000 * idle >= pulp.lpSum(g.idle_mw[p] * (M - busy[p]) for p in range(np_) if g.idle_mw[p]), "idle"
         energy = energy + idle
     if g.energy_budget is not None:
@@ -166,11 +178,14 @@ class PulpSolver(Solver):
             return f"PuLP back end {self.backend!r} is not installed (available: {available_backends()})"
         return None
 
-    def _make(self, time_limit_s: float):
+    def _make(self, time_limit_s: float, presolve: bool = True):
         pulp = _pulp()
         if self.backend == "cbc":
-            return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=0.0, gapAbs=0.5, threads=self.threads)
-        return pulp.HiGHS(msg=False, timeLimit=time_limit_s, gapRel=0.0, gapAbs=0.5, threads=self.threads)
+            with warnings.catch_warnings():  # PuLP 3.3 deprecates its bundled CBC for 4.0; it still works
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=0.0, gapAbs=0.5, threads=self.threads)
+        extra = {} if presolve else {"presolve": "off"}
+        return pulp.HiGHS(msg=False, timeLimit=time_limit_s, gapRel=0.0, gapAbs=0.5, threads=self.threads, **extra)
 
     def _solve(self, problem: Problem, *, time_limit_s: float, **_: Any) -> Plan:
         pulp = _pulp()
@@ -183,6 +198,14 @@ class PulpSolver(Solver):
             raise SolverError(f"{self.name} failed on problem {problem.name!r}: {exc}") from exc
         elapsed = time.perf_counter() - t0
         sol = lp.sol_status
+        if (self.backend == "highs" and lp.status == pulp.LpStatusNotSolved
+                and sol not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible, pulp.LpSolutionInfeasible)):
+            # HiGHS 1.12 sometimes rejects its own optimum after presolve ("MIP solver claims optimality, but
+            # with ... 1e-06 infeasibilities" -> solve error) on degenerate models; solving again without
+            # presolve avoids it. The plan is re-timed and re-checked exactly below either way.
+            lp, x, s = build_pulp_model(problem)
+            lp.solve(self._make(max(1.0, time_limit_s - (time.perf_counter() - t0)), presolve=False))
+            sol = lp.sol_status
         if lp.status == pulp.LpStatusInfeasible or sol == pulp.LpSolutionInfeasible:
             return empty_plan(problem, solver=self.name, status=Status.INFEASIBLE, solve_time_s=elapsed,
                               message=f"{self.backend.upper()} proved that no plan meets the constraints")
