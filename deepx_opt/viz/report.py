@@ -100,8 +100,10 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, num_cols: S
 # ------------------------------------------------------------------------------------------ inputs
 def load_compare(source: Any) -> list["Plan"]:
     """Plans to compare with, from Plans, plan dicts, or a JSON file (path) holding a plan, a list of
-    plans, or an object whose ``"plans"`` (or ``"results"``, each with a ``"plan"``) holds them."""
-    from deepx_opt.solvers.plan import Plan
+    plans, an object whose ``"plans"`` (or ``"results"``, each with a ``"plan"``) holds them, or the
+    output of ``deepx compare -o COMPARE.json`` (``"rows"``; a solver that failed becomes an UNKNOWN
+    plan carrying its message)."""
+    from deepx_opt.solvers.plan import Plan, Status
 
     if isinstance(source, (str, Path)):
         p = Path(source)
@@ -116,12 +118,26 @@ def load_compare(source: Any) -> list["Plan"]:
     if isinstance(source, Mapping):
         if source.get("format") == "deepx_opt.plan":
             return [Plan.from_dict(source)]
+        if isinstance(source.get("rows"), list):  # `deepx compare -o COMPARE.json`
+            out = []
+            for row in source["rows"]:
+                if isinstance(row, Mapping) and isinstance(row.get("plan"), Mapping):
+                    out.append(Plan.from_dict(row["plan"]))
+                elif isinstance(row, Mapping) and row.get("solver"):
+                    # a solver that raised: keep it in the table, with its message
+                    out.append(Plan(problem_name=str(source.get("model", "?")), solver=str(row["solver"]),
+                                    status=Status.UNKNOWN, goal=str(source.get("goal", "min_energy")),
+                                    message=f"{row.get('status', 'ERROR')}: {row.get('message', '')}",
+                                    solve_time_s=float(row.get("solve_time_s") or 0.0)))
+                else:
+                    raise InputError(f"compare row {str(row)[:80]!r} has neither a plan nor a solver name")
+            return out
         for key in ("plans", "results"):
             if key in source:
                 return load_compare(source[key])
         raise InputError(
-            f"compare JSON object has keys {sorted(source)[:8]}; expected a plan, a list of plans, or "
-            "{'plans': [...]} / {'results': [{'plan': ...}]}"
+            f"compare JSON object has keys {sorted(source)[:8]}; expected a plan, a list of plans, "
+            "{'plans': [...]}, {'results': [{'plan': ...}]} or the output of `deepx compare -o`"
         )
     if isinstance(source, (list, tuple)):
         out = []
@@ -234,6 +250,11 @@ def _summary(plan: "Plan", problem: "Problem | None", violations: list[str] | No
         kv.append(("memory per processor", ", ".join(f"{_e(k)} {_e(fmt_bytes(v))}" for k, v in plan.memory_bytes.items())))
     if plan.message:
         kv.append(("solver message", _e(plan.message)))
+    meta = getattr(plan, "meta", None) or {}
+    made = [f"{k} {meta[k]}" for k in ("model", "profile_name", "rlc_method", "accuracy_estimator", "calib")
+            if meta.get(k) not in (None, "", [])]
+    if made:
+        kv.append(("made from", _e(", ".join(made))))
     if problem is not None:
         budgets = []
         if problem.latency_budget_us is not None:
@@ -377,7 +398,8 @@ def render_report(plan: "Plan", *, problem: "Problem | None" = None, run: Any = 
         if problem is not None:
             graph = _figure(lambda: graph_svg(plan, problem, inline=True), "plan graph")
         else:
-            graph = '<p class="note">No plan graph: the DAG and transfer sizes are in the Problem; pass it (--problem PROBLEM.json).</p>'
+            graph = ('<p class="note">No plan graph: the DAG and transfer sizes are in the Problem; pass it '
+                     "(--problem PROBLEM.json, written by deepx plan --save-problem).</p>")
         parts.append(f'<section id="graph"><h2>Plan graph</h2><p class="note">Blocks coloured by processor, with '
                      "rank, predicted time and compute energy; red dashed edges cross processors (bytes moved · "
                      f"transfer time). Hover a block for details.</p>{graph}</section>")

@@ -54,7 +54,7 @@ def test_existing_output_needs_force(files, tmp_path, capsys):
     assert main(["report", str(d / "plan.json"), "-o", str(out)]) == 2
     assert "--force" in capsys.readouterr().err and out.read_text() == "keep me"
     assert main(["report", str(d / "plan.json"), "-o", str(out), "--force"]) == 0
-    assert "pass it (--problem PROBLEM.json)" in out.read_text()
+    assert "pass it (--problem PROBLEM.json" in out.read_text()
 
 
 @pytest.mark.parametrize("argv, message", [

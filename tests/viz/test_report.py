@@ -114,7 +114,7 @@ def test_infeasible_plan_still_renders(fork_join):
 def test_report_without_problem_explains_the_missing_graph(chain):
     _, plan = chain
     page = render_report(plan)
-    assert "pass it (--problem PROBLEM.json)" in page
+    assert "pass it (--problem PROBLEM.json" in page
     assert page.count('<g id="bar-pred-') == len(plan.assignments)
 
 
@@ -132,6 +132,16 @@ def test_load_compare_formats(tmp_path, branches):
         f.write_text(json.dumps(content))
         got = load_compare(f)
         assert [p.to_dict() for p in got] == as_dicts
+    # the output of `deepx compare -o`: rows with a plan, or the error of a solver that raised
+    doc = {"model": prob.name, "goal": prob.goal,
+           "rows": [{"solver": o.solver, "status": o.status.value, "plan": d} for o, d in zip(others, as_dicts)]
+           + [{"solver": "pulp_highs", "status": "ERROR", "message": "highspy missing", "plan": None, "solve_time_s": 0.5}]}
+    (tmp_path / "compare.json").write_text(json.dumps(doc))
+    got = load_compare(tmp_path / "compare.json")
+    assert [p.to_dict() for p in got[:2]] == as_dicts
+    assert got[2].status is Status.UNKNOWN and got[2].solver == "pulp_highs" and "highspy missing" in got[2].message
+    page = render_report(plan, problem=prob, compare=got)
+    assert "ERROR: highspy missing" in page
     (tmp_path / "one.json").write_text(others[0].to_json())
     assert len(load_compare(tmp_path / "one.json")) == 1
     (tmp_path / "bad.json").write_text(json.dumps({"whatever": 1}))
@@ -221,3 +231,10 @@ def test_report_loads_in_a_real_browser_and_shows_the_graph(tmp_path, browser, r
     full = browser.screenshot()
     keep_picture("report_page_screenshot.png", full)
     assert png_stats(full)[1] > 0.05
+
+
+def test_plan_meta_says_what_the_plan_was_made_from(chain):
+    prob, plan = chain
+    plan = replace(plan, meta={"model": "digits_mlp", "profile_name": "tegrak1", "rlc_method": "data", "calib": None})
+    page = render_report(plan, problem=prob)
+    assert "made from" in page and "model digits_mlp, profile_name tegrak1, rlc_method data" in page
