@@ -155,3 +155,33 @@ def real_run():
     x = {"x": np.random.default_rng(0).standard_normal((1, 256)).astype(np.float32)}
     _, report = execute(plan, model, x, processor_map={"gpu": gpu}, repeat=3, warmup=1)
     return prob, plan, report
+
+
+# ---------------------------------------------------------------------------------------- zoo models
+@pytest.fixture(scope="session")
+def zoo_svhn():
+    """The SVHN CNN with RLC candidates on the Snapdragon 800 profile, planned by CP-SAT."""
+    from deepx_opt import zoo
+    from deepx_opt.graphs import load_onnx
+    from deepx_opt.graphs.candidates import candidates
+    from deepx_opt.planner import build_problem
+
+    model = load_onnx(zoo.build("svhn"), name="svhn")
+    prob = build_problem(candidates(model), "snapdragon800", latency_budget_ms=40, max_accuracy_loss=3)
+    plan = get_solver("cpsat").solve(prob, time_limit_s=20)
+    assert plan.status.has_plan
+    return prob, plan
+
+
+@pytest.fixture(scope="session")
+def zoo_resnet():
+    """The ResNet-50-shaped DAG (72 blocks, residual joins), dense, on Snapdragon 800, planned by HEFT."""
+    from deepx_opt import zoo
+    from deepx_opt.graphs import load_onnx
+    from deepx_opt.planner import build_problem
+
+    model = load_onnx(zoo.build("resnet50like"), name="resnet50like")
+    prob = build_problem(model, "snapdragon800", goal="min_latency")
+    plan = get_solver("heft").solve(prob, time_limit_s=20)
+    assert plan.status.has_plan
+    return prob, plan

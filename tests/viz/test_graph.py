@@ -13,6 +13,7 @@ from deepx_opt.errors import InputError, PlanError
 from deepx_opt.solvers import get_solver
 from deepx_opt.solvers.plan import Plan, Status
 from deepx_opt.solvers.synthetic import dag_problem
+from deepx_opt.viz._common import short
 from deepx_opt.viz.graph import (
     block_id,
     graph_dot,
@@ -91,7 +92,7 @@ def test_fork_join_plan_uses_both_processors(fork_join):
     assert {a.processor for a in plan.assignments.values()} == {"cpu", "gpu"}
 
 
-@pytest.mark.parametrize("which", ["fork_join", "branches", "chain"])
+@pytest.mark.parametrize("which", ["fork_join", "branches", "chain", "zoo_svhn", "zoo_resnet"])
 def test_svg_has_one_group_per_block_with_label_and_tooltip(which, request):
     prob, plan = request.getfixturevalue(which)
     svg = graph_svg(plan, prob)
@@ -104,7 +105,7 @@ def test_svg_has_one_group_per_block_with_label_and_tooltip(which, request):
     texts = [t.text or "" for t in ET.fromstring(svg).iter(f"{SVG_NS}text")]
     for layer in prob.layers:
         a = plan.assignments[layer.name]
-        assert layer.name in texts
+        assert short(layer.name, 26) in texts
         assert any(a.processor in t and ("dense" in t if a.rank is None else f"r={a.rank}" in t) for t in texts)
     n_cross = sum(plan.assignments[e.src].processor != plan.assignments[e.dst].processor for e in prob.edges)
     assert len(re.findall(r'<g id="xfer-\d+"', svg)) == n_cross
@@ -188,3 +189,15 @@ def test_plans_without_assignments_or_for_another_problem_are_refused(branches, 
         graph_svg(empty, prob)
     with pytest.raises(PlanError, match="does not fit"):
         graph_svg(chain[1], prob)
+
+
+def test_residual_dag_keeps_blocks_below_their_inputs(zoo_resnet):
+    prob, plan = zoo_resnet
+    g = plan_graph(plan, prob)
+    pos = layered_layout(g)
+    assert all(pos[v][1] < pos[u][1] for u, v in g.edges)
+    joins = [n for n in g if g.in_degree(n) == 2]
+    assert len(joins) == 16  # one residual add per bottleneck (3 + 4 + 6 + 3)
+    png = graph_png(plan, prob, dpi=40)
+    keep_picture("graph_resnet50like.png", png)
+    assert png_stats(png)[1] > 0.05

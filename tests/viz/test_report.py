@@ -238,3 +238,16 @@ def test_plan_meta_says_what_the_plan_was_made_from(chain):
     plan = replace(plan, meta={"model": "digits_mlp", "profile_name": "tegrak1", "rlc_method": "data", "calib": None})
     page = render_report(plan, problem=prob)
     assert "made from" in page and "model digits_mlp, profile_name tegrak1, rlc_method data" in page
+
+
+def test_zoo_report_in_the_browser(tmp_path, browser, zoo_resnet):
+    prob, plan = zoo_resnet
+    page = write_report(tmp_path / "resnet.html", plan, problem=prob, compare=_heuristic_plans(prob))
+    browser.load(page)
+    assert browser.errors() == []
+    assert browser.requests() == [page.resolve().as_uri()]
+    n = browser.evaluate("document.querySelectorAll('#graph svg g[id^=\"block-\"]').length")
+    assert n == len(prob.layers) == 72
+    shot = browser.screenshot(selector="#graph svg")
+    keep_picture("report_resnet_graph_screenshot.png", shot)
+    assert png_stats(shot)[1] > 0.05
