@@ -354,7 +354,7 @@ def _blocks_table(plan: "Plan", problem: "Problem | None") -> str:
         energy = acc = weight = "—"
         if problem is not None:
             o = problem.layer(a.layer).option(a.option_id)
-            energy, acc, weight = f"{o.energy_uj:.4g}", f"{o.accuracy_loss:.4g}", fmt_bytes(o.weight_bytes)
+            energy, acc, weight = f"{o.energy_uj:.6g}", f"{o.accuracy_loss:.4g}", fmt_bytes(o.weight_bytes)
         body.append([a.layer, a.option_id, fmt_rank(a.rank), a.processor, f"{a.start_us:.2f}", f"{a.finish_us:.2f}",
                      f"{a.finish_us - a.start_us:.2f}", energy, acc, weight])
     return _table(["block", "option", "rank", "processor", "start (µs)", "finish (µs)", "duration (µs)",
