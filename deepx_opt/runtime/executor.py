@@ -266,27 +266,65 @@ class _Layer:
     weights: list[str]
 
 
-def _fuse_plan(ops: Sequence, outputs: Sequence[str]) -> list[tuple[str, list[str], list[str], dict]]:
-    """The block's ops with ``main → Relu`` pairs merged into the main op (``fused_activation``).
+@dataclass
+class _Step:
+    op_type: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict
 
-    A pair merges only when the Relu reads the main op's only output and nothing else (no later op, no
-    block output) reads that intermediate tensor.
+
+def _prepare_steps(ops: Sequence, outputs: Sequence[str], weights: Mapping[str, np.ndarray],
+                   extra_weights: dict[str, np.ndarray], layer: str) -> list[tuple[str, list[str], list[str], dict]]:
+    """The block's ops as the executor runs them, with two exact-in-real-arithmetic rewrites:
+
+    1. ``Conv → BatchNormalization`` with constant conv weight/bias and BN parameters becomes one Conv whose
+       weights are scaled per output channel (``W·s``, ``(B − mean)·s + bias`` with ``s = scale/√(var+ε)``,
+       computed in float64 once; the new weights go to ``extra_weights``);
+    2. ``Conv/Gemm/MatMul → Relu|Clip`` becomes the main op with ``fused_activation``.
+
+    A pair merges only when the second op reads the first one's only output and nothing else (no later
+    op, no block output) reads that intermediate tensor.
     """
-    steps = []
+    steps = [_Step(op.op_type, list(op.inputs), list(op.outputs), dict(op.attrs)) for op in ops]
+
+    def sole_reader(i: int) -> bool:
+        first, nxt = steps[i], steps[i + 1]
+        if len(first.outputs) != 1:
+            return False
+        t = first.outputs[0]
+        return (nxt.inputs[:1] == [t] and t not in nxt.inputs[1:] and t not in outputs
+                and not any(t in later.inputs for later in steps[i + 2:]))
+
     i = 0
-    while i < len(ops):
-        op = ops[i]
-        nxt = ops[i + 1] if i + 1 < len(ops) else None
-        if (nxt is not None and op.op_type in _FUSABLE and nxt.op_type == "Relu" and len(op.outputs) == 1
-                and nxt.inputs == [op.outputs[0]] and op.outputs[0] not in outputs
-                and not any(op.outputs[0] in later.inputs for later in ops[i + 2:])
-                and FUSED_ACTIVATION_ATTR not in op.attrs):
-            steps.append((op.op_type, list(op.inputs), list(nxt.outputs), dict(op.attrs, **{FUSED_ACTIVATION_ATTR: "Relu"})))
-            i += 2
+    while i + 1 < len(steps):
+        conv, bn = steps[i], steps[i + 1]
+        has_bias = len(conv.inputs) > 2 and conv.inputs[2]
+        if (conv.op_type == "Conv" and bn.op_type == "BatchNormalization" and sole_reader(i)
+                and conv.inputs[1] in weights and (not has_bias or conv.inputs[2] in weights)
+                and all(t in weights for t in bn.inputs[1:5])):
+            scale, bias, mean, var = (weights[t].astype(np.float64) for t in bn.inputs[1:5])
+            s = scale / np.sqrt(var + float(bn.attrs["epsilon"]))
+            w = weights[conv.inputs[1]].astype(np.float64)
+            b0 = weights[conv.inputs[2]].astype(np.float64) if has_bias else 0.0
+            wn, bn_name = f"{layer}/{bn.outputs[0]}.folded_w", f"{layer}/{bn.outputs[0]}.folded_b"
+            extra_weights[wn] = (w * s.reshape(-1, 1, 1, 1)).astype(np.float32)
+            extra_weights[bn_name] = ((b0 - mean) * s + bias).astype(np.float32)
+            steps[i:i + 2] = [_Step("Conv", [conv.inputs[0], wn, bn_name], list(bn.outputs), conv.attrs)]
             continue
-        steps.append((op.op_type, list(op.inputs), list(op.outputs), op.attrs))
         i += 1
-    return steps
+    i = 0
+    while i + 1 < len(steps):
+        main, act = steps[i], steps[i + 1]
+        if (main.op_type in _FUSABLE and act.op_type in ("Relu", "Clip") and sole_reader(i)
+                and FUSED_ACTIVATION_ATTR not in main.attrs):
+            attrs = dict(main.attrs, **{FUSED_ACTIVATION_ATTR: act.op_type})
+            if act.op_type == "Clip":
+                attrs["fused_min"] = float(act.attrs.get("min", -np.inf))
+                attrs["fused_max"] = float(act.attrs.get("max", np.inf))
+            steps[i:i + 2] = [_Step(main.op_type, main.inputs, act.outputs, attrs)]
+        i += 1
+    return [(st.op_type, st.inputs, st.outputs, st.attrs) for st in steps]
 
 
 def _validate_inputs(model, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -357,13 +395,17 @@ class _Executor:
             for u in ps:
                 succ_of[u].append(v)
         self.layers: dict[str, _Layer] = {}
+        self.extra_weights: dict[str, np.ndarray] = {}  # folded Conv+BN weights
         for v in order:
             d = model.layer(v)
             preds = preds_of[v]
+            steps = _prepare_steps(d["ops"], d["outputs"], model.weights, self.extra_weights, v)
+            used = sorted({t for _, ins, _, _ in steps for t in ins
+                           if t and (t in model.weights or t in self.extra_weights)})
             self.layers[v] = _Layer(
                 name=v, index=order.index(v), processor=placement[v],
-                ops=_fuse_plan(d["ops"], d["outputs"]), inputs=list(d["inputs"]), outputs=list(d["outputs"]),
-                successors=succ_of[v], n_preds=len(preds), weights=list(d.get("weight_names", [])),
+                ops=steps, inputs=list(d["inputs"]), outputs=list(d["outputs"]),
+                successors=succ_of[v], n_preds=len(preds), weights=used,
             )
         self.prio = prio
         # readers: per tensor, the layers that read it (graph outputs get an extra host reader)
@@ -382,7 +424,7 @@ class _Executor:
             names = sorted({w for lay in self.layers.values() if lay.processor == p for w in lay.weights})
             t0 = time.perf_counter()
             for w in names:
-                arr = self.model.weights[w]
+                arr = self.extra_weights[w] if w in self.extra_weights else self.model.weights[w]
                 self.weights[p][w] = be.upload(arr)
                 self.weight_bytes[p] += int(arr.nbytes)
             be.synchronize()

@@ -109,8 +109,11 @@ def test_report_fields_and_json_roundtrip(tmp_path):
     assert back == report
     assert report.mem_source in ("rss-hwm", "rss-sampled") and report.peak_rss_bytes > 0
     assert report.energy_source == "none" and report.energy_uj is None
-    assert report.weight_bytes["cpu"] == sum(model.weights[w].nbytes for v in model.layers()
-                                             for w in set(model.layer(v)["weight_names"]))
+    # Conv+BN blocks upload folded weights instead of the BN parameters
+    all_weights = sum(model.weights[w].nbytes for v in model.layers() for w in set(model.layer(v)["weight_names"]))
+    bn_params = sum(model.weights[t].nbytes for v in model.layers() for op in model.layer(v)["ops"]
+                    if op.op_type == "BatchNormalization" for t in op.inputs[1:5])
+    assert report.weight_bytes["cpu"] == all_weights - bn_params
     # every block output is held on the processor at least until its readers ran
     largest = max(model.tensors[t].nbytes for v in model.layers() for t in model.layer(v)["outputs"])
     assert report.peak_live_bytes["cpu"] >= report.weight_bytes["cpu"] + largest
@@ -206,3 +209,37 @@ def test_backend_failure_in_a_worker_is_raised_in_the_caller():
     placement = _placement(model, "alternating", cl)
     with pytest.raises(UnsupportedOpError, match="Frobnicate"):
         execute_graph(model, placement, _inputs(model), repeat=1, warmup=0)
+
+
+def test_prepare_steps_folds_bn_and_fuses_activations():
+    from deepx_opt.graphs import OpSpec
+    from deepx_opt.runtime.executor import _prepare_steps
+
+    rng = np.random.default_rng(0)
+    w = {"W": rng.standard_normal((4, 2, 3, 3)).astype(np.float32), "B": rng.standard_normal(4).astype(np.float32),
+         "s": rng.uniform(0.5, 2, 4).astype(np.float32), "b": rng.standard_normal(4).astype(np.float32),
+         "m": rng.standard_normal(4).astype(np.float32), "v": rng.uniform(0.5, 2, 4).astype(np.float32)}
+    conv_attrs = dict(kernel_shape=(3, 3), strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=1)
+    ops = [OpSpec("Conv", ["x", "W", "B"], ["c"], conv_attrs), OpSpec("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"], {"epsilon": 1e-5}),
+           OpSpec("Clip", ["n"], ["y"], {"min": 0.0, "max": 6.0})]
+    extra = {}
+    steps = _prepare_steps(ops, ["y"], w, extra, "L")
+    assert len(steps) == 1
+    op_type, ins, outs, attrs = steps[0]
+    assert op_type == "Conv" and outs == ["y"] and attrs["fused_activation"] == "Clip"
+    assert (attrs["fused_min"], attrs["fused_max"]) == (0.0, 6.0)
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    from deepx_opt.runtime.backends import get_backend
+
+    be = get_backend("cpu")
+    ref = be.run("Conv", [x, w["W"], w["B"]], conv_attrs)[0]
+    ref = be.run("BatchNormalization", [ref, w["s"], w["b"], w["m"], w["v"]], {"epsilon": 1e-5})[0]
+    ref = np.clip(ref, 0, 6)
+    got = be.run("Conv", [x] + [extra.get(t, w.get(t)) for t in ins[1:]], attrs)[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    # an intermediate that is also a block output is neither folded nor fused
+    steps = _prepare_steps(ops, ["c", "y"], w, {}, "L")
+    assert [st[0] for st in steps] == ["Conv", "BatchNormalization", "Clip"]
+    # BN with a non-constant parameter stays
+    steps = _prepare_steps(ops, ["y"], {k: v for k, v in w.items() if k != "m"}, {}, "L")
+    assert [st[0] for st in steps] == ["Conv", "BatchNormalization", "Clip"]

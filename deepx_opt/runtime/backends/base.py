@@ -40,6 +40,7 @@ from deepx_opt.errors import BackendUnavailableError, UnsupportedOpError
 __all__ = [
     "CANONICAL_OPS",
     "FUSED_ACTIVATION_ATTR",
+    "fused_bounds",
     "Backend",
     "get_backend",
     "available_backends",
@@ -60,9 +61,22 @@ CANONICAL_OPS: tuple[str, ...] = (
 )
 
 #: Optional backend-level extension attribute accepted by ``Conv``, ``Gemm`` and ``MatMul``: ``"Relu"``
-#: applies a ReLU to the op's output inside the same kernel (the executor sets it when a block's main op is
-#: followed by a ``Relu`` that is the only reader of its output). Not part of the IR.
+#: or ``"Clip"`` (bounds in ``fused_min`` / ``fused_max``) applies that activation to the op's output inside
+#: the same kernel. The executor sets it when a block's main op is followed by a Relu/Clip that is the only
+#: reader of its output. Not part of the IR.
 FUSED_ACTIVATION_ATTR = "fused_activation"
+
+
+def fused_bounds(attrs: dict) -> tuple[float, float] | None:
+    """``(lo, hi)`` clamp of a fused activation (Relu = ``(0, inf)``), or ``None`` when there is none."""
+    act = attrs.get(FUSED_ACTIVATION_ATTR)
+    if act is None:
+        return None
+    if act == "Relu":
+        return 0.0, math.inf
+    if act == "Clip":
+        return float(attrs.get("fused_min", -math.inf)), float(attrs.get("fused_max", math.inf))
+    raise UnsupportedOpError(f"fused activation {act!r} is not supported; supported: 'Relu', 'Clip'")
 
 
 class Backend(abc.ABC):

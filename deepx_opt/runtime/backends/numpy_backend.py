@@ -22,8 +22,8 @@ import numpy as np
 
 from deepx_opt.errors import BackendError, InputError
 from deepx_opt.runtime.backends.base import (
-    FUSED_ACTIVATION_ATTR,
     Backend,
+    fused_bounds,
     conv_output_hw,
     pool_output_hw,
 )
@@ -76,8 +76,16 @@ def _f32(x: np.ndarray) -> np.ndarray:
     return x if x.dtype == np.float32 else x.astype(np.float32)
 
 
-def _relu_inplace(y: np.ndarray) -> np.ndarray:
-    np.maximum(y, 0.0, out=y)
+def _activate_inplace(y: np.ndarray, attrs: dict) -> np.ndarray:
+    """Apply a fused Relu/Clip (see ``fused_bounds``) in place."""
+    bounds = fused_bounds(attrs)
+    if bounds is None:
+        return y
+    lo, hi = bounds
+    if np.isinf(hi):
+        np.maximum(y, np.float32(lo), out=y)
+    else:
+        np.clip(y, np.float32(lo), np.float32(hi), out=y)
     return y
 
 
@@ -189,14 +197,12 @@ class NumpyBackend(Backend):
                 y += c
             else:
                 y += np.float32(beta) * c
-        if attrs.get(FUSED_ACTIVATION_ATTR) == "Relu":
-            _relu_inplace(y)
+        _activate_inplace(y, attrs)
         return [y]
 
     def _matmul(self, inputs, attrs):
         y = np.matmul(inputs[0], inputs[1])
-        if attrs.get(FUSED_ACTIVATION_ATTR) == "Relu":
-            _relu_inplace(y)
+        _activate_inplace(y, attrs)
         return [y]
 
     def _padded(self, x: np.ndarray, pads: Sequence[int]) -> np.ndarray:
@@ -231,7 +237,6 @@ class NumpyBackend(Backend):
         pads = tuple(int(p) for p in attrs["pads"])
         oh, ow = conv_output_hw((h, wd), (kh, kw), (sh, sw), pads, (dh, dw))
         out = np.empty((n, cout, oh, ow), dtype=np.float32)
-        relu = attrs.get(FUSED_ACTIVATION_ATTR) == "Relu"
         if g == c and cout == c and cg == 1:
             self._depthwise(x, w, out, (sh, sw), pads, (dh, dw))
         elif g == 1 and kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads):
@@ -258,8 +263,7 @@ class NumpyBackend(Backend):
                     np.matmul(wg, cols2, out=oi)
         if b is not None:
             out += b.reshape(1, cout, 1, 1)
-        if relu:
-            _relu_inplace(out)
+        _activate_inplace(out, attrs)
         return [out]
 
     @staticmethod

@@ -24,8 +24,8 @@ from deepx_opt.errors import BackendError, BackendUnavailableError, InputError, 
 from deepx_opt.runtime.backends import opencl_kernels as K
 from deepx_opt.runtime.backends.base import (
     CANONICAL_OPS,
-    FUSED_ACTIVATION_ATTR,
     Backend,
+    fused_bounds,
     conv_output_hw,
     pool_output_hw,
 )
@@ -281,12 +281,13 @@ class OpenCLBackend(Backend):
     def _gemm_call(self, M: int, N: int, Kd: int, a: CLTensor, a_off: int, lda: int,
                    b: CLTensor, b_off: int, ldb: int, c: CLTensor, c_off: int, ldc: int,
                    bias: CLTensor | None = None, bias_off: int = 0, bias_sm: int = 0, bias_sn: int = 0,
-                   alpha: float = 1.0, beta: float = 1.0, relu: bool = False, b_packed: bool = False,
-                   a_packed: bool = False) -> None:
+                   alpha: float = 1.0, beta: float = 1.0, bounds: tuple[float, float] | None = None,
+                   b_packed: bool = False, a_packed: bool = False) -> None:
         """``C = act(alpha·A@B + beta·bias)``; A, B row-major (lda, ldb) or already packed in panels."""
         i32, f32 = np.int32, np.float32
         knl = self._kernel("gemm", "gemm", [i32, i32, i32, None, i32, i32, None, i32, i32, None, i32, i32,
-                                            None, i32, i32, i32, i32, f32, f32, i32])
+                                            None, i32, i32, i32, i32, f32, f32, f32, f32])
+        lo, hi = bounds if bounds is not None else (-np.inf, np.inf)
         if self.gemm_variant == "blocked":
             if not a_packed:
                 a, a_off = self._pack_a(a, a_off, lda, 1, M, Kd), 0
@@ -299,7 +300,7 @@ class OpenCLBackend(Backend):
             gsize, lsize = (_ceil_to(N, 32), _ceil_to(M, 32) // 4), (32, 4)
         bias_buf = bias.buf if bias is not None else a.buf
         knl(self.queue, gsize, lsize, M, N, Kd, a.buf, a_off, lda, b.buf, b_off, ldb, c.buf, c_off, ldc,
-            bias_buf, bias_off, bias_sm, bias_sn, int(bias is not None), alpha, beta, int(relu))
+            bias_buf, bias_off, bias_sm, bias_sn, int(bias is not None), alpha, beta, lo, hi)
 
     def _pack_a(self, a: CLTensor, a_off: int, sm: int, sk: int, M: int, Kd: int,
                 out: CLTensor | None = None, out_off: int = 0) -> CLTensor:
@@ -361,7 +362,7 @@ class OpenCLBackend(Backend):
                 sm = cs[-1]
         self._gemm_call(M, N, Kd, a, 0, Kd, bb, 0, N, out, 0, N, c if (c is not None and beta != 0.0) else None,
                         0, sm, sn, float(attrs.get("alpha", 1.0)), beta,
-                        attrs.get(FUSED_ACTIVATION_ATTR) == "Relu", b_packed=packed, a_packed=a_packed)
+                        fused_bounds(attrs), b_packed=packed, a_packed=a_packed)
         return [out]
 
     def _matmul(self, inputs, attrs):
@@ -378,7 +379,7 @@ class OpenCLBackend(Backend):
             raise InputError(f"MatMul inner dimensions differ: {a.shape} vs {b.shape} on {self.name}")
         batch = tuple(np.broadcast_shapes(tuple(ash[:-2]), tuple(bsh[:-2])))
         out = self._empty(batch + (M, N))
-        relu = attrs.get(FUSED_ACTIVATION_ATTR) == "Relu"
+        bounds = fused_bounds(attrs)
 
         def bstrides(shape, mat):
             full = [1] * (len(batch) - len(shape)) + list(shape)
@@ -394,14 +395,14 @@ class OpenCLBackend(Backend):
             for idx in np.ndindex(*batch) if batch else [()]:
                 ao = sum(i * s for i, s in zip(idx, sa))
                 oo = int(np.ravel_multi_index(idx, batch)) * M * N if batch else 0
-                self._gemm_call(M, N, Kd, a, ao, Kd, bp, 0, N, out, oo, N, relu=relu, b_packed=True)
+                self._gemm_call(M, N, Kd, a, ao, Kd, bp, 0, N, out, oo, N, bounds=bounds, b_packed=True)
             out.shape = batch + ((M,) if not a_vec else ()) + ((N,) if not b_vec else ())
             return [out]
         for idx in np.ndindex(*batch) if batch else [()]:
             ao = sum(i * s for i, s in zip(idx, sa))
             bo = sum(i * s for i, s in zip(idx, sb))
             oo = int(np.ravel_multi_index(idx, batch)) * M * N if batch else 0
-            self._gemm_call(M, N, Kd, a, ao, Kd, b, bo, N, out, oo, N, relu=relu)
+            self._gemm_call(M, N, Kd, a, ao, Kd, b, bo, N, out, oo, N, bounds=bounds)
         shape = batch + ((M,) if not a_vec else ()) + ((N,) if not b_vec else ())
         out.shape = shape
         return [out]
@@ -424,14 +425,15 @@ class OpenCLBackend(Backend):
         dh, dw = (int(d) for d in attrs["dilations"])
         pads = [int(p) for p in attrs["pads"]]
         oh, ow = conv_output_hw((h, wd), (kh, kw), (sh, sw), pads, (dh, dw))
-        relu = attrs.get(FUSED_ACTIVATION_ATTR) == "Relu"
+        bounds = fused_bounds(attrs)
+        lo, hi = bounds if bounds is not None else (-np.inf, np.inf)
         out = self._empty((n, cout, oh, ow))
         i32 = np.int32
         if g == c and cg == 1 and cout % c == 0:
-            knl = self._kernel("float", "dwconv", [None, None, None, None] + [i32] * 17)
+            knl = self._kernel("float", "dwconv", [None, None, None, None] + [i32] * 15 + [np.float32, np.float32, i32])
             total = n * cout * oh * ow
             self._launch1d(knl, total, out.buf, x.buf, w.buf, (b if b is not None else w).buf, int(b is not None),
-                           c, h, wd, oh, ow, kh, kw, sh, sw, pads[0], pads[1], dh, dw, cout // c, int(relu), total)
+                           c, h, wd, oh, ow, kh, kw, sh, sw, pads[0], pads[1], dh, dw, cout // c, lo, hi, total)
             return [out]
         ohw = oh * ow
         cog = cout // g
@@ -454,7 +456,7 @@ class OpenCLBackend(Backend):
                                sh, sw, pads[0], pads[1], dh, dw, rows)
                 for gi in range(g):
                     self._gemm_call(cog, ohw, kdim, wp, gi * apan, kdim, cols_t, gi * pan, ohw,
-                                    out, (i * cout + gi * cog) * ohw, ohw, b, gi * cog, 1, 0, 1.0, 1.0, relu,
+                                    out, (i * cout + gi * cog) * ohw, ohw, b, gi * cog, 1, 0, 1.0, 1.0, bounds,
                                     b_packed=True, a_packed=True)
             return [out]
         direct = g == 1 and kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
@@ -471,7 +473,7 @@ class OpenCLBackend(Backend):
                 src, src_off = cols_t, 0
             for gi in range(g):
                 self._gemm_call(cog, ohw, kdim, w, gi * cog * kdim, kdim, src, src_off + gi * kdim * ohw, ohw,
-                                out, (i * cout + gi * cog) * ohw, ohw, b, gi * cog, 1, 0, 1.0, 1.0, relu)
+                                out, (i * cout + gi * cog) * ohw, ohw, b, gi * cog, 1, 0, 1.0, 1.0, bounds)
         return [out]
 
     # ------------------------------------------------------------------------------ other float ops

@@ -12,7 +12,8 @@ Three programs:
   (broadcasting binary ops, permute, 2-D block copy for Concat, Pad) and ``CAST`` (``SRC`` → ``DST``).
 
 Both GEMM kernels compute ``C[m, n] = act(alpha · Σ_k A[m, k] B[k, n] + beta · bias[m·bias_sm + n·bias_sn])``
-with row-major A (lda), B (ldb), C (ldc) at element offsets, so bias-add and ReLU are fused into the GEMM.
+with row-major A (lda), B (ldb), C (ldc) at element offsets, so bias-add and a ReLU/Clip (a clamp to
+``[lo, hi]``) are fused into the GEMM.
 """
 
 GEMM_ARGS = """
@@ -21,16 +22,16 @@ GEMM_ARGS = """
     __global const float *B, const int b_off, const int ldb,
     __global float *C, const int c_off, const int ldc,
     __global const float *bias, const int bias_off, const int bias_sm, const int bias_sn, const int has_bias,
-    const float alpha, const float beta, const int relu
+    const float alpha, const float beta, const float lo, const float hi
 """
 
 GEMM_EPILOGUE = """
+/* the fused activation is a clamp: none = [-inf, inf], Relu = [0, inf], Clip = [min, max] */
 inline void store_out(__global float *C, int idx, float v, __global const float *bias, int bidx,
-                      int has_bias, float alpha, float beta, int relu) {
+                      int has_bias, float alpha, float beta, float lo, float hi) {
     v *= alpha;
     if (has_bias) v += beta * bias[bidx];
-    if (relu) v = fmax(v, 0.0f);
-    C[idx] = v;
+    C[idx] = fmin(fmax(v, lo), hi);
 }
 """
 
@@ -68,7 +69,7 @@ __kernel void gemm(""" + GEMM_ARGS + """) {
         const int m = rb + i;
         for (int j = 0; j < ncols; ++j)
             store_out(C, c_off + m * ldc + cb + j, r[j], bias, bias_off + m * bias_sm + (cb + j) * bias_sn,
-                      has_bias, alpha, beta, relu);
+                      has_bias, alpha, beta, lo, hi);
     }
 }
 
@@ -164,7 +165,7 @@ void gemm(""" + GEMM_ARGS + """) {
         const int m = row0 + lr + w * RTS;
         if (m < M)
             store_out(C, c_off + m * ldc + col, acc[w], bias, bias_off + m * bias_sm + col * bias_sn,
-                      has_bias, alpha, beta, relu);
+                      has_bias, alpha, beta, lo, hi);
     }
 }
 """
@@ -192,7 +193,7 @@ __kernel void dwconv(__global float *out, __global const float *x, __global cons
                      __global const float *bias, const int has_bias,
                      const int C, const int H, const int W, const int OH, const int OW,
                      const int kh, const int kw, const int sh, const int sw, const int pt, const int pl,
-                     const int dh, const int dw, const int mult, const int relu, const int n) {
+                     const int dh, const int dw, const int mult, const float lo, const float hi, const int n) {
     const int gid = get_global_id(0);
     if (gid >= n) return;
     const int ow = gid % OW;
@@ -212,7 +213,7 @@ __kernel void dwconv(__global float *out, __global const float *x, __global cons
             if (w >= 0 && w < W) acc = fma(xb[h * W + w], wb[ki * kw + kj], acc);
         }
     }
-    out[gid] = relu ? fmax(acc, 0.0f) : acc;
+    out[gid] = fmin(fmax(acc, lo), hi);
 }
 
 /* mode 0: max, 1: average excluding pads, 2: average including declared pads */
