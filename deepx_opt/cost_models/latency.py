@@ -262,7 +262,7 @@ def _mape(pred: np.ndarray, y: np.ndarray) -> float:
 
 
 #: Candidate cache sizes for the ``bytes_over_cache`` feature (chosen per model by cross-validation).
-CACHE_CANDIDATES = (256 * 1024, 1 << 20, 2 << 20, 4 << 20, 8 << 20)
+CACHE_CANDIDATES = (256 * 1024, 1 << 20, 2 << 20, 4 << 20, 8 << 20, 16 << 20, 32 << 20, 64 << 20)
 
 
 class LatencyModel:

@@ -1,0 +1,189 @@
+"""Cost-model validation: calibrate this machine, then measure every zoo block and compare with the prediction.
+
+For each processor (numpy ``cpu``, each working OpenCL device), the script calibrates a profile (or loads one
+with ``--profile``), then runs every layer of the zoo models — dense, and with every factorisable layer at
+50 % and 25 % of its full rank — inside whole-model runs, and prints per processor: blocks, share of blocks
+within ±10 % of the measured latency, MAPE, median |error|, and a per-kind breakdown. On an NVIDIA GPU with
+nvidia-ml-py it also compares whole-model energy measured by NVML with the prediction (active power fitted
+from NVML during calibration × predicted busy time).
+
+Needs only numpy, onnx, pyopencl (for OpenCL), nvidia-ml-py (for NVML) and this package's own dependencies
+(scipy, networkx). Writes ``cost_validation.json`` (and the calibrated profile) under ``--out``.
+
+GPU machine (after carrying pyopencl as a wheel; the NVIDIA ICD file is missing there)::
+
+    python benchmarks/cost_validation.py --nvidia-icd --out /tmp/out --mode default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+
+import numpy as np  # noqa: E402
+
+DEFAULT_MODELS = "digits_mlp,digits_cnn,svhn,speakerid,audioscene,alexnet"
+
+
+def _setup_nvidia_icd() -> None:
+    """Create /etc/OpenCL/vendors/nvidia.icd when the NVIDIA OpenCL library exists but no ICD names it."""
+    icd = Path("/etc/OpenCL/vendors/nvidia.icd")
+    if icd.exists():
+        return
+    for lib in ("/usr/local/nvidia/lib64/libnvidia-opencl.so.1", "/usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.1"):
+        if Path(lib).exists():
+            icd.parent.mkdir(parents=True, exist_ok=True)
+            icd.write_text("libnvidia-opencl.so.1\n" if "/usr/lib" in lib else lib + "\n")
+            print(f"wrote {icd} -> {lib}", file=sys.stderr)
+            return
+    print("no NVIDIA OpenCL library found; --nvidia-icd did nothing", file=sys.stderr)
+
+
+def _table(headers, rows) -> str:
+    rows = [[str(c) for c in r] for r in rows]
+    w = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w[i]) for i, h in enumerate(headers)), "  ".join("-" * x for x in w)]
+    lines += ["  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
+    return "\n".join(lines)
+
+
+def _per_kind(rows, tol=10.0):
+    out = {}
+    for r in rows:
+        out.setdefault((r.processor, r.kind), []).append(abs(r.error_pct))
+    return [{"processor": p, "kind": k, "blocks": len(v), "within_pct": float(np.mean(np.array(v) <= tol) * 100),
+             "mape_pct": float(np.mean(v))} for (p, k), v in sorted(out.items())]
+
+
+def _nvml_energy(profile, proc_name: str, graph, reps: int = 20) -> dict | None:
+    """Whole-model energy per inference measured by NVML vs predicted (dense model, one processor)."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    from deepx_opt.cost_models.calibrate import _nvml_handle, block_runner
+    from deepx_opt.cost_models.latency import model_shapes, predict_block_us
+    from deepx_opt.runtime.backends import get_backend
+
+    proc = profile.processor(proc_name)
+    be = get_backend(proc.backend)
+    h = _nvml_handle(getattr(be, "device_name", "") or "")
+    if h is None:
+        return None
+    shapes = model_shapes(graph)
+    env0 = {t: be.upload(np.ascontiguousarray(w)) for t, w in graph.weights.items()}
+    rng = np.random.default_rng(0)
+    for t, info in graph.inputs.items():
+        env0[t] = be.upload(rng.standard_normal(info.shape).astype(np.float32))
+    runners = [block_runner(be, graph.dag.nodes[v]["ops"]) for v in graph.layers()]
+
+    def once():
+        env = dict(env0)
+        for r in runners:
+            r(env)
+        be.synchronize()
+
+    once()
+    e0, t0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
+    for _ in range(reps):
+        once()
+    e1, t1 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
+    pred_us = sum(predict_block_us(profile, proc_name, ops=graph.dag.nodes[v]["ops"], shapes=shapes)
+                  for v in graph.layers())
+    return {"processor": proc_name, "model": graph.name, "measured_mj": (e1 - e0) / reps,
+            "measured_ms": (t1 - t0) / reps * 1e3, "predicted_mj": proc.active_power_w * pred_us / 1e3,
+            "predicted_ms": pred_us / 1e3, "power_source": proc.power_source}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, help="output folder (JSON results and the calibrated profile)")
+    ap.add_argument("--processors", default=None, help="comma-separated (default: every available processor)")
+    ap.add_argument("--mode", default="default", choices=["quick", "default", "thorough"])
+    ap.add_argument("--profile", default=None, help="validate this profile instead of calibrating")
+    ap.add_argument("--models", default=DEFAULT_MODELS, help="zoo models (default: %(default)s)")
+    ap.add_argument("--reps", type=int, default=5, help="timed whole-model runs per variant (median per block)")
+    ap.add_argument("--nvidia-icd", action="store_true", help="create the NVIDIA OpenCL ICD file if it is missing")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    if args.nvidia_icd:
+        _setup_nvidia_icd()
+
+    from deepx_opt.cost_models import load_profile, save_profile
+    from deepx_opt.cost_models.calibrate import calibrate, machine_key, summarize_validation, validate
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    procs = [p.strip() for p in args.processors.split(",")] if args.processors else None
+    t0 = time.perf_counter()
+    if args.profile:
+        prof = load_profile(args.profile)
+    else:
+        prof = calibrate(procs, mode=args.mode, progress=not args.no_progress)
+        save_profile(prof, out / "cost_validation_profile.json")
+    t_cal = time.perf_counter() - t0
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    from deepx_opt import zoo
+    from deepx_opt.graphs import load_onnx
+
+    graphs = [load_onnx(zoo.build(m)) for m in models]
+    t1 = time.perf_counter()
+    rows = validate(prof, graphs, processors=procs, reps=args.reps, progress=not args.no_progress)
+    t_val = time.perf_counter() - t1
+    summ = summarize_validation(rows)
+    kinds = _per_kind(rows)
+    energy = []
+    for p in prof.processors:
+        if p.backend and p.backend.startswith("opencl") and (procs is None or p.name in procs):
+            for g in graphs:
+                e = _nvml_energy(prof, p.name, g)
+                if e:
+                    energy.append(e)
+
+    print(f"\ncost-model validation on {platform.node()} ({platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores), calibration {args.mode if not args.profile else 'from ' + args.profile} "
+          f"{t_cal:.0f} s, validation {t_val:.0f} s; models: {', '.join(models)}")
+    for p in prof.processors:
+        info = prof.meta.get("calibration", {}).get("processors", {}).get(p.name, {})
+        if info:
+            print(f"  {p.name}: {info.get('device', '')}, {info.get('samples')} samples, power {p.power_source} "
+                  f"({p.active_power_w:.1f} W active)")
+    print()
+    print(_table(["processor", "blocks of", "n", "within ±10%", "MAPE %", "median |err| %", "measured ms",
+                  "predicted ms"],
+                 [[s["processor"], s["variant"], s["blocks"], f"{s['within_pct']:.0f}%", f"{s['mape_pct']:.1f}",
+                   f"{s['median_abs_err_pct']:.1f}", f"{s['measured_total_ms']:.2f}", f"{s['predicted_total_ms']:.2f}"]
+                  for s in summ]))
+    print()
+    print(_table(["processor", "kind", "n", "within ±10%", "MAPE %"],
+                 [[k["processor"], k["kind"], k["blocks"], f"{k['within_pct']:.0f}%", f"{k['mape_pct']:.1f}"]
+                  for k in kinds]))
+    if energy:
+        print()
+        print(_table(["processor", "model", "measured mJ", "predicted mJ", "measured ms", "predicted ms", "power"],
+                     [[e["processor"], e["model"], f"{e['measured_mj']:.2f}", f"{e['predicted_mj']:.2f}",
+                       f"{e['measured_ms']:.2f}", f"{e['predicted_ms']:.2f}", e["power_source"]] for e in energy]))
+    res = {
+        "machine": {"node": platform.node(), "processor": platform.processor(), "cores": os.cpu_count(),
+                    "key": machine_key()},
+        "mode": args.mode, "profile": args.profile, "models": models, "calibration_s": t_cal,
+        "validation_s": t_val, "summary": summ, "per_kind": kinds, "energy": energy,
+        "rows": [{"processor": r.processor, "model": r.model, "layer": r.layer, "variant": r.variant,
+                  "kind": r.kind, "measured_us": r.measured_us, "predicted_us": r.predicted_us,
+                  "error_pct": r.error_pct} for r in rows],
+    }
+    (out / "cost_validation.json").write_text(json.dumps(res, indent=1))
+    print(f"\nwrote {out / 'cost_validation.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
