@@ -220,3 +220,29 @@ def test_fused_clip_equals_op_then_clip(backend, op, inputs, attrs):
     fused = run_backend(backend, op, inputs, dict(attrs, fused_activation="Clip", fused_min=-0.5, fused_max=0.7))[0]
     np.testing.assert_allclose(fused, np.clip(plain, -0.5, 0.7), rtol=1e-6, atol=1e-6)
     assert ((plain < -0.5) | (plain > 0.7)).any()
+
+
+def _random_pool_cases(n=24, seed=7):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(n):
+        is_max = i % 2 == 0
+        k = tuple(int(v) for v in rng.integers(1, 4, size=2))
+        s = tuple(int(v) for v in rng.integers(1, 4, size=2))
+        d = tuple(int(v) for v in rng.integers(1, 3, size=2)) if is_max else (1, 1)
+        p = tuple(int(rng.integers(0, k[j % 2])) if k[j % 2] > 1 else 0 for j in range(4))
+        hw = tuple(int(v) for v in rng.integers(max(k) * 2 + 2, 12, size=2))
+        x = RNG.uniform(-1, 1, size=(1, 2) + hw).astype(np.float32)
+        ceil = int(rng.integers(0, 2))
+        attrs = pool_attrs(k, s, p, d, ceil=ceil) if is_max else pool_attrs(k, s, p, ceil=ceil, cip=int(rng.integers(0, 2)))
+        cases.append(pytest.param("MaxPool" if is_max else "AveragePool", x, attrs, id=f"pool{i}"))
+    return cases
+
+
+@pytest.mark.parametrize("op,x,attrs", _random_pool_cases())
+def test_random_pooling_configs_match_onnxruntime(backend, op, x, attrs):
+    onnx_op, onnx_inputs, onnx_attrs, consts, opset = onnx_spec(op, [x], attrs)
+    ref = ort_one_node(onnx_op, onnx_inputs, onnx_attrs, consts=consts, opset=opset)[0]
+    got = run_backend(backend, op, [x], attrs)[0]
+    assert got.shape == ref.shape, f"{attrs}: {got.shape} vs onnxruntime {ref.shape}"
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5, err_msg=str(attrs))
