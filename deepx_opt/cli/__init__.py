@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "calibrate_cmd",
     "plan_cmd",
     "compare_cmd",
+    "run_cmd",
+    "processors_cmd",
 ]
 
 
