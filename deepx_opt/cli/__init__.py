@@ -24,8 +24,7 @@ COMMAND_MODULES = [
     "calibrate_cmd",
     "plan_cmd",
     "compare_cmd",
-    "run_cmd",
-    "processors_cmd",
+    "pareto_cmd",
 ]
 
 
