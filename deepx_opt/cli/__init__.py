@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "plan_cmd",
     "compare_cmd",
     "pareto_cmd",
+    "run_cmd",
+    "processors_cmd",
 ]
 
 

@@ -702,14 +702,16 @@ def execute_graph(model, placement: Mapping[str, str], inputs: Mapping[str, np.n
 
 def execute(plan, model, inputs: Mapping[str, np.ndarray], *, processor_map: Mapping[str, str] | None = None,
             repeat: int = 1, warmup: int = 1, rlc_method: str = "weight",
-            backend_options: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[dict[str, np.ndarray], RunReport]:
+            backend_options: Mapping[str, Mapping[str, Any]] | None = None,
+            factorizers: Mapping[str, Any] | None = None) -> tuple[dict[str, np.ndarray], RunReport]:
     """Run a solver's :class:`~deepx_opt.solvers.plan.Plan` on ``model`` (the dense ModelGraph it was made for).
 
     Each layer runs at ``plan.assignments[layer].rank`` (RLC factorisation applied with
     :func:`deepx_opt.graphs.compression.apply_ranks`; ``None`` = dense) on
     ``processor_map.get(p, p)`` for its plan processor ``p``, in the plan's start-time order per processor.
     The report's ``predicted`` carries the plan's makespan, energy and per-block durations beside the
-    measurements.
+    measurements. ``factorizers`` (e.g. ``candidates.estimator.factorizers``) re-use the SVDs the plan was
+    made with — needed for data-aware factors, whose calibration data the plan alone does not carry.
     """
     if not getattr(plan, "status", None) or not plan.status.has_plan:
         raise PlanError(f"plan from solver {getattr(plan, 'solver', '?')!r} has status "
@@ -723,7 +725,7 @@ def execute(plan, model, inputs: Mapping[str, np.ndarray], *, processor_map: Map
     if ranks:
         from deepx_opt.graphs.compression import apply_ranks
 
-        run_model = apply_ranks(model, ranks, method=rlc_method)
+        run_model = apply_ranks(model, ranks, method=rlc_method, factorizers_=factorizers)
     placement = {v: pmap.get(a.processor, a.processor) for v, a in plan.assignments.items()}
     priority = {v: a.start_us for v, a in plan.assignments.items()}
     outputs, report = execute_graph(run_model, placement, inputs, repeat=repeat, warmup=warmup,
