@@ -4,8 +4,10 @@ Convolution is im2col + one BLAS GEMM per image and group: the column matrix is 
 slice copies (channel-major, NCHW), which measured faster than ``sliding_window_view`` + a transposing copy
 and than an NHWC layout that needs the activations transposed twice (``benchmarks/runtime_backends.py``).
 1×1 stride-1 unpadded convolutions are a plain GEMM on the input with no copy, and depthwise convolutions
-(``group == C_in == C_out``) are ``kh·kw`` fused multiply-adds over whole feature maps. Scratch buffers
-(padded input, column matrix) are kept per thread and reused, so a warm run allocates only its outputs.
+(``group == C_in == C_out``) gather their taps per block of channels and reduce them with a batched matmul.
+Scratch buffers (padded input, column matrices) are kept per thread and reused, so a warm run allocates
+only its outputs. Pooling reduces strided slices of the unpadded input, each tap clipped to the outputs
+whose window cell lies inside the input.
 
 Everything stays float32; BLAS does the heavy lifting. The number of BLAS threads is set per instance
 (``threads=``) through threadpoolctl while the instance runs a BLAS op (Conv, Gemm, MatMul). OpenBLAS's thread count is global to the
