@@ -59,7 +59,7 @@ __all__ = ["RunReport", "BlockRecord", "TransferRecord", "execute_graph", "execu
 
 _REPORT_FORMAT = "deepx_opt.run_report"
 _REPORT_VERSION = 1
-_FUSABLE = ("Conv", "Gemm", "MatMul")
+_FUSABLE = ("Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Sum")
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -281,7 +281,7 @@ def _prepare_steps(ops: Sequence, outputs: Sequence[str], weights: Mapping[str, 
     1. ``Conv → BatchNormalization`` with constant conv weight/bias and BN parameters becomes one Conv whose
        weights are scaled per output channel (``W·s``, ``(B − mean)·s + bias`` with ``s = scale/√(var+ε)``,
        computed in float64 once; the new weights go to ``extra_weights``);
-    2. ``Conv/Gemm/MatMul → Relu|Clip`` becomes the main op with ``fused_activation``.
+    2. ``Conv/Gemm/MatMul/Add/Sub/Mul/Div/Sum → Relu|Clip`` becomes the main op with ``fused_activation``.
 
     A pair merges only when the second op reads the first one's only output and nothing else (no later
     op, no block output) reads that intermediate tensor.

@@ -214,7 +214,9 @@ def test_backends_agree_on_chain(backend):
     ("Conv", [r(1, 3, 6, 6), r(4, 3, 3, 3), r(4)], conv_attrs((3, 3), p=(1, 1, 1, 1))),
     ("Conv", [r(1, 3, 6, 6), r(3, 1, 3, 3), r(3)], conv_attrs((3, 3), p=(1, 1, 1, 1), g=3)),
     ("Gemm", [r(3, 9), r(9, 6), None], dict(alpha=2.0, beta=1.0, transA=0, transB=0)),
-], ids=["conv", "dwconv", "gemm"])
+    ("Add", [r(2, 3, 4), r(3, 1)], {}),
+    ("Sum", [r(2, 6), r(2, 6), r(6)], {}),
+], ids=["conv", "dwconv", "gemm", "add", "sum"])
 def test_fused_clip_equals_op_then_clip(backend, op, inputs, attrs):
     plain = run_backend(backend, op, inputs, attrs)[0]
     fused = run_backend(backend, op, inputs, dict(attrs, fused_activation="Clip", fused_min=-0.5, fused_max=0.7))[0]

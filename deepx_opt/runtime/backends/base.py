@@ -60,9 +60,9 @@ CANONICAL_OPS: tuple[str, ...] = (
     "Pad", "Cast",
 )
 
-#: Optional backend-level extension attribute accepted by ``Conv``, ``Gemm`` and ``MatMul``: ``"Relu"``
-#: or ``"Clip"`` (bounds in ``fused_min`` / ``fused_max``) applies that activation to the op's output inside
-#: the same kernel. The executor sets it when a block's main op is followed by a Relu/Clip that is the only
+#: Optional backend-level extension attribute accepted by ``Conv``, ``Gemm``, ``MatMul`` and the float
+#: ``Add``/``Sub``/``Mul``/``Div``/``Sum``: ``"Relu"`` or ``"Clip"`` (bounds in ``fused_min`` /
+#: ``fused_max``) applies that activation to the op's output (in the same kernel where the backend can). The executor sets it when a block's main op is followed by a Relu/Clip that is the only
 #: reader of its output. Not part of the IR.
 FUSED_ACTIVATION_ATTR = "fused_activation"
 

@@ -79,9 +79,9 @@ def _f32(x: np.ndarray) -> np.ndarray:
 
 
 def _activate_inplace(y: np.ndarray, attrs: dict) -> np.ndarray:
-    """Apply a fused Relu/Clip (see ``fused_bounds``) in place."""
+    """Apply a fused Relu/Clip (see ``fused_bounds``) in place to a fresh float result."""
     bounds = fused_bounds(attrs)
-    if bounds is None:
+    if bounds is None or y.dtype.kind != "f":
         return y
     lo, hi = bounds
     if np.isinf(hi):
@@ -143,9 +143,9 @@ class NumpyBackend(Backend):
             "Reshape": lambda i, a: [i[0].reshape(tuple(int(d) for d in a["shape"]))],
             "Transpose": lambda i, a: [np.ascontiguousarray(np.transpose(i[0], a["perm"]))],
             "Concat": lambda i, a: [np.concatenate(list(i), axis=int(a["axis"]))],
-            "Add": lambda i, a: [np.add(i[0], i[1])],
-            "Sub": lambda i, a: [np.subtract(i[0], i[1])],
-            "Mul": lambda i, a: [np.multiply(i[0], i[1])],
+            "Add": lambda i, a: [_activate_inplace(np.add(i[0], i[1]), a)],
+            "Sub": lambda i, a: [_activate_inplace(np.subtract(i[0], i[1]), a)],
+            "Mul": lambda i, a: [_activate_inplace(np.multiply(i[0], i[1]), a)],
             "Div": self._div,
             "Sum": self._sum,
             "Pad": self._pad,
@@ -426,7 +426,7 @@ class NumpyBackend(Backend):
             q = np.floor_divide(a, b)
             fix = (np.remainder(a, b) != 0) & ((a < 0) ^ (b < 0))
             return [q + fix.astype(q.dtype)]
-        return [np.divide(a, b)]
+        return [_activate_inplace(np.divide(a, b), attrs)]
 
     @staticmethod
     def _sum(inputs, attrs):
@@ -435,7 +435,7 @@ class NumpyBackend(Backend):
         acc = np.add(inputs[0], inputs[1])
         for t in inputs[2:]:
             acc = np.add(acc, t)
-        return [acc]
+        return [_activate_inplace(acc, attrs)]
 
     @staticmethod
     def _pad(inputs, attrs):

@@ -561,7 +561,14 @@ class OpenCLBackend(Backend):
         a, b = inputs[0], inputs[1]
         if a.dtype != b.dtype:
             raise InputError(f"{op_type} operands differ in dtype ({a.dtype} vs {b.dtype}) on {self.name}")
-        return [self._binary_op(a, b, {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}[op_type])]
+        return [self._activate(self._binary_op(a, b, {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}[op_type]), attrs)]
+
+    def _activate(self, t: CLTensor, attrs: dict) -> CLTensor:
+        """A fused Relu/Clip on an element-wise result: a separate clamp pass (float32 only)."""
+        bounds = fused_bounds(attrs)
+        if bounds is None or t.dtype != np.float32:
+            return t
+        return self._unary([t], {"min": bounds[0], "max": bounds[1]}, "Clip")[0]
 
     def _binary_op(self, a: CLTensor, b: CLTensor, code: int) -> CLTensor:
         ct = self._ctype(a.dtype)
@@ -592,7 +599,7 @@ class OpenCLBackend(Backend):
         acc = inputs[0]
         for t in inputs[1:]:
             acc = self._binary_op(acc, t, 0)
-        return [acc]
+        return [self._activate(acc, attrs) if len(inputs) > 1 else acc]
 
     def _reshape(self, inputs, attrs):
         x = inputs[0]
