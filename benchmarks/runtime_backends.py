@@ -201,6 +201,16 @@ def bench_models(names, threads_list, reps) -> list[dict]:
                              latency_min_us=rep.latency_us_min, ort_us=ort_med, ort_min_us=ort_min,
                              ratio=rep.latency_us / ort_med, ratio_min=rep.latency_us_min / ort_min,
                              gflop=model.total("flops") / 1e9, max_abs_err=err))
+            # a split placement: convolutions on the OpenCL device, everything else on cpu (1 BLAS thread)
+            split = {v: proc if model.layer(v)["kind"] in ("conv", "dwconv") else "cpu" for v in model.layers()}
+            outs, rep = execute_graph(model, split, feeds, repeat=max(3, reps // 2), warmup=1,
+                                      backend_options={"cpu": {"threads": 1}})
+            err = max(float(np.max(np.abs(outs[o] - r))) for o, r in zip(model.outputs, ref))
+            rows.append(dict(model=name, processor=f"conv:{proc}+cpu", threads=1, latency_us=rep.latency_us,
+                             latency_min_us=rep.latency_us_min, ort_us=ort_med, ort_min_us=ort_min,
+                             ratio=rep.latency_us / ort_med, ratio_min=rep.latency_us_min / ort_min,
+                             gflop=model.total("flops") / 1e9, max_abs_err=err,
+                             transfer_bytes=rep.transfer_bytes, transfer_us=rep.transfer_us))
     return rows
 
 
@@ -275,7 +285,8 @@ def main(argv=None) -> int:
                  ["op", "threads", "nchw_us", "nhwc_us", "nhwc_over_nchw", "nhwc_over_nchw_min"])
     mdl = bench_models(models, args.threads, max(3, reps // 2))
     _print_table("whole models, execute_graph vs onnxruntime (us)", mdl,
-                 ["model", "processor", "threads", "latency_us", "ort_us", "ratio", "ratio_min", "gflop"])
+                 ["model", "processor", "threads", "latency_us", "ort_us", "ratio", "ratio_min", "gflop",
+                  "transfer_bytes"])
     gemm = []
     try:
         import pyopencl  # noqa: F401
