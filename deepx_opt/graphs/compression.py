@@ -67,6 +67,13 @@ __all__ = [
 #: Factorisation methods: plain weight SVD, activation-weighted (data-aware) SVD.
 METHODS = ("weight", "data")
 
+#: Matrices with at most this many elements get an exact SVD (LAPACK gesdd); larger ones the eigen-
+#: decomposition of their Gram matrix on the smaller side, about 5× faster at AlexNet's FC sizes (a 4096² SVD
+#: takes minutes on one core). The Gram route squares the condition number: singular values far below
+#: the largest (σ < 1e-6 σ₁) come out inexact, which does not matter for the ranks RLC keeps, and the
+#: full-rank factorisation stays exact (W V Vᵀ = W for orthogonal V).
+EXACT_SVD_MAX_ELEMENTS = 1 << 20
+
 #: Default Tikhonov damping of the data-aware SVD, relative to the mean diagonal of the input covariance.
 #: Directions the calibration data never excites keep a small weight instead of none, so a factorisation
 #: does not discard what the test data might still use.
@@ -373,10 +380,21 @@ class LayerFactorizer:
             raise CompressionError(f"factorisation method {method!r} is unknown; accepted: {list(METHODS)}")
         if method in self._cache:
             return self._cache[method]
+        w = self.weight
+        k, n = w.shape
+        exact = w.size <= EXACT_SVD_MAX_ELEMENTS
+        mu = None
         if method == "weight":
-            u, s, vt = scipy.linalg.svd(self.weight, full_matrices=False, lapack_driver="gesdd")
-            sq = np.sqrt(s)
-            dec = _Decomposition(s=s, left=u * sq[None, :], right=vt * sq[:, None])
+            if exact:
+                u, s, vt = scipy.linalg.svd(w, full_matrices=False, lapack_driver="gesdd")
+                sq = np.sqrt(s)
+                dec = _Decomposition(s=s, left=u * sq[None, :], right=vt * sq[:, None])
+            elif n <= k:  # W_r = W V_r V_rᵀ with V the eigenvectors of WᵀW
+                s, v = _eigh_desc(w.T @ w)
+                dec = _Decomposition(s=s, left=w @ v, right=np.ascontiguousarray(v.T))
+            else:  # W_r = U_r U_rᵀ W with U the eigenvectors of W Wᵀ
+                s, u = _eigh_desc(w @ w.T)
+                dec = _Decomposition(s=s, left=u, right=u.T @ w)
         else:
             if "calib" not in self._cache:
                 raise CompressionError(
@@ -384,13 +402,25 @@ class LayerFactorizer:
                     "accepted methods without them: ['weight']"
                 )
             cov, mu, damping = self._cache["calib"]
-            k = cov.shape[0]
             lam = damping * max(float(np.trace(cov)) / k, 1e-12)
-            r = scipy.linalg.cholesky(cov + lam * np.eye(k), lower=False)  # cov + λI = RᵀR
-            u, s, vt = scipy.linalg.svd(r @ self.weight, full_matrices=False, lapack_driver="gesdd")
-            sq = np.sqrt(s)
-            left = scipy.linalg.solve_triangular(r, u * sq[None, :], lower=False)
-            dec = _Decomposition(s=s, left=left, right=vt * sq[:, None], bias_shift_mean=mu)
+            c = cov + lam * np.eye(k)
+            if not exact and n <= k:
+                # (RW)ᵀ(RW) = Wᵀ C W: the right singular vectors of RW without forming R;
+                # W_r = R⁻¹ (RW)_r = W V_r V_rᵀ
+                s, v = _eigh_desc(w.T @ (c @ w))
+                dec = _Decomposition(s=s, left=w @ v, right=np.ascontiguousarray(v.T), bias_shift_mean=mu)
+            else:
+                r = scipy.linalg.cholesky(c, lower=False)  # C = RᵀR
+                m = r @ w
+                if exact:
+                    u, s, vt = scipy.linalg.svd(m, full_matrices=False, lapack_driver="gesdd")
+                    sq = np.sqrt(s)
+                    left, right = u * sq[None, :], vt * sq[:, None]
+                else:
+                    s, u = _eigh_desc(m @ m.T)
+                    left, right = u, u.T @ m
+                left = scipy.linalg.solve_triangular(r, left, lower=False)
+                dec = _Decomposition(s=s, left=left, right=right, bias_shift_mean=mu)
         self._cache[method] = dec
         return dec
 
@@ -514,6 +544,13 @@ class LayerFactorizer:
             )
         second = OpSpec("MatMul", [mid, wv], [self.block_output], {}, name=f"{tag}/matmul_v")
         return [first, second], new_w
+
+
+def _eigh_desc(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Singular values (descending) and vectors from a Gram matrix ``MᵀM`` (or ``MMᵀ``)."""
+    evals, vecs = scipy.linalg.eigh(gram, check_finite=False)
+    order = np.argsort(evals)[::-1]
+    return np.sqrt(np.maximum(evals[order], 0.0)), np.ascontiguousarray(vecs[:, order])
 
 
 def _can_fold_bn(model: ModelGraph, main: OpSpec, bn: OpSpec, kind: str, has_bias: bool) -> bool:

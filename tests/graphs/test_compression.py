@@ -253,3 +253,26 @@ def test_onnx_writer_round_trip(case):
     model = load_onnx(proto)
     x = rand(*inputs["x"], seed=9)
     np.testing.assert_allclose(ort_run(to_onnx(model), {"x": x}), ort_run(proto, {"x": x}), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("k, n", [(30, 12), (12, 30)])
+def test_gram_route_for_large_matrices_matches_exact_svd(monkeypatch, k, n):
+    """Large matrices skip the exact SVD; the Gram-matrix route must give the same low-rank matrices."""
+    import deepx_opt.graphs.compression as comp
+
+    proto, _ = gemm_model(0, alpha=1.0, beta=1.0, k=k, n=n, seed=3)
+    model = load_onnx(proto)
+    x = (np.random.default_rng(1).standard_normal((200, k)) * np.geomspace(3, 0.1, k) + 0.5).astype(np.float32)
+    exact = factorizers(model)["fc"]
+    exact.set_calibration(x)
+    monkeypatch.setattr(comp, "EXACT_SVD_MAX_ELEMENTS", 0)
+    gram = factorizers(model)["fc"]
+    gram.set_calibration(x)
+    for method in ("weight", "data"):
+        np.testing.assert_allclose(gram.singular_values(method), exact.singular_values(method), rtol=1e-7, atol=1e-9)
+        for r in (1, 4, min(k, n) - 1, min(k, n)):
+            w_g, b_g = gram.low_rank_weight(r, method)
+            w_e, b_e = exact.low_rank_weight(r, method)
+            np.testing.assert_allclose(w_g, w_e, rtol=1e-6, atol=1e-8)
+            np.testing.assert_allclose(b_g, b_e, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(gram.low_rank_weight(min(k, n), "weight")[0], gram.weight, atol=1e-10)
