@@ -330,8 +330,11 @@ def _measured_table(rows: list[dict[str, Any]], totals: Mapping[str, Any], plan:
                                   f"over {totals.get('repeat') or '?'} runs{spread}"))
     pe = totals.get("predicted_energy_uj") or plan.energy_uj
     if totals.get("energy_uj") is not None:
-        src = f" [{totals['energy_source']}]" if totals.get("energy_source") else ""
-        kv.append(("energy", f"predicted {fmt_energy_uj(pe)}, measured {fmt_energy_uj(totals['energy_uj'])}{src}"))
+        source = str(totals.get("energy_source") or "")
+        # only a hardware counter measures; anything else is the run's times priced by a model
+        how = "measured" if source in ("nvml", "rapl") else "from the run"
+        src = f" [{source}]" if source else ""
+        kv.append(("energy", f"predicted {fmt_energy_uj(pe)}, {how} {fmt_energy_uj(totals['energy_uj'])}{src}"))
     else:
         kv.append(("energy", f"predicted {fmt_energy_uj(pe)}; not measured on this machine "
                              f"(source: {totals.get('energy_source') or 'none'})"))
@@ -423,7 +426,7 @@ def render_report(plan: "Plan", *, problem: "Problem | None" = None, run: Any = 
         rows, totals = run_rows(run, plan)
         parts.append(_measured_table(rows, totals, plan))
     else:
-        parts.append('<p class="note">No run given (deepx run … --json RUN.json, then --run RUN.json).</p>')
+        parts.append('<p class="note">No run given (deepx run PLAN.json -o RUN.json, then --run RUN.json).</p>')
     parts.append("</section>")
     if plan.status.has_plan:
         parts.append(f'<section id="blocks"><h2>Blocks</h2>{_blocks_table(plan, problem)}</section>')
