@@ -45,6 +45,8 @@ _CTYPES = {
     "int8": "char", "uint8": "uchar", "uint16": "ushort", "uint32": "uint", "uint64": "ulong", "bool": "uchar",
 }
 _MAXR = 6
+#: below this many rows the blocked GEMM runs one GEMV per row (8-row panels would waste FMAs)
+_GEMV_ROWS = 4
 _FLOAT_ONLY = {
     "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "Softmax",
     "LogSoftmax", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
@@ -140,6 +142,7 @@ class OpenCLBackend(Backend):
         self.zero_copy = (self.kind == "cpu") if zero_copy is None else bool(zero_copy)
         self._kernels: dict[tuple, Any] = {}
         self._meta_cache: dict[tuple, Any] = {}
+        self._wg_cache: dict[Any, int] = {}
         self._scratch = None
         self._ops = {
             "Conv": self._conv, "Gemm": self._gemm, "MatMul": self._matmul,
@@ -201,8 +204,18 @@ class OpenCLBackend(Backend):
         self._kernels[kk] = knl
         return knl
 
+    def _wg_size(self, knl) -> int:
+        """Work-group size for 1-D launches: 256 (or the kernel's limit). PoCL's own choice for
+        ``local_size=None`` measured up to 2× slower (LRN, GEMV on AlexNet shapes)."""
+        wg = self._wg_cache.get(knl)
+        if wg is None:
+            limit = knl.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, self.device)
+            wg = self._wg_cache[knl] = max(1, min(256, int(limit)))
+        return wg
+
     def _launch1d(self, knl, n: int, *args) -> None:
-        knl(self.queue, (_ceil_to(n, 64),), None, *args)
+        wg = self._wg_size(knl)
+        knl(self.queue, (_ceil_to(n, wg),), (wg,), *args)
 
     # --------------------------------------------------------------------------------- memory
     def _empty(self, shape: Sequence[int], dtype=np.float32) -> CLTensor:
@@ -289,10 +302,20 @@ class OpenCLBackend(Backend):
                                             None, i32, i32, i32, i32, f32, f32, f32, f32])
         lo, hi = bounds if bounds is not None else (-np.inf, np.inf)
         if self.gemm_variant == "blocked":
-            if not a_packed:
-                a, a_off = self._pack_a(a, a_off, lda, 1, M, Kd), 0
             if not b_packed:
                 b, b_off = self._pack(b, b_off, ldb, 1, Kd, N), 0
+            if not a_packed and M < _GEMV_ROWS:
+                gemv = self._kernel("gemm", "gemv", [i32, i32, None, i32, None, i32, None, i32, None,
+                                                     i32, i32, i32, f32, f32, f32, f32])
+                bias_buf = bias.buf if bias is not None else a.buf
+                wg = min(16, self._wg_size(gemv))
+                for m in range(M):
+                    gemv(self.queue, (_ceil_to((N + 15) // 16, wg),), (wg,), N, Kd, a.buf, a_off + m * lda, b.buf, b_off,
+                         c.buf, c_off + m * ldc, bias_buf, bias_off + m * bias_sm, bias_sn,
+                         int(bias is not None), alpha, beta, lo, hi)
+                return
+            if not a_packed:
+                a, a_off = self._pack_a(a, a_off, lda, 1, M, Kd), 0
             gsize, lsize = ((N + 15) // 16, (M + 7) // 8), None
         else:
             if b_packed or a_packed:  # pragma: no cover - internal misuse
@@ -339,8 +362,12 @@ class OpenCLBackend(Backend):
             raise InputError(f"Gemm inner dimensions differ: A {a.shape} vs B {b.shape} "
                              f"(transB={int(trans_b)}) on {self.name}")
         if self.gemm_variant == "blocked":
-            # A packed straight from its (possibly transposed) layout; B packed once per B tensor
-            a, a_packed = self._pack_a(a, 0, 1 if trans_a else Kd, M if trans_a else 1, M, Kd), True
+            # A packed straight from its (possibly transposed) layout (few rows: row-major for the GEMV
+            # kernel); B packed once per B tensor
+            if M >= _GEMV_ROWS:
+                a, a_packed = self._pack_a(a, 0, 1 if trans_a else Kd, M if trans_a else 1, M, Kd), True
+            else:
+                a, a_packed = (self._transposed2d(a) if trans_a else a), False
             key = ("packed", trans_b)
             bb = b.derived.get(key)
             if bb is None:

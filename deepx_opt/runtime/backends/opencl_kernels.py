@@ -73,6 +73,31 @@ __kernel void gemm(""" + GEMM_ARGS + """) {
     }
 }
 
+/* one row of A (row-major, at a_off) times B in 16-column panels: for the few-row GEMMs of batch-1
+   fully-connected layers, where 8-row panels would waste 7/8 of the FMAs; two accumulators break the
+   FMA dependency chain. Row offsets of C and bias are applied by the caller. */
+__kernel void gemv(const int N, const int K, __global const float *A, const int a_off,
+                   __global const float *B, const int b_off, __global float *C, const int c_off,
+                   __global const float *bias, const int bias_off, const int bias_sn, const int has_bias,
+                   const float alpha, const float beta, const float lo, const float hi) {
+    const int cb = get_global_id(0) * 16;
+    if (cb >= N) return;
+    __global const float *Bb = B + b_off + (cb / 16) * K * 16;
+    __global const float *a = A + a_off;
+    float16 acc0 = 0.0f, acc1 = 0.0f;
+    int k = 0;
+    for (; k + 1 < K; k += 2) {
+        acc0 = fma((float16)(a[k]), vload16(k, Bb), acc0);
+        acc1 = fma((float16)(a[k + 1]), vload16(k + 1, Bb), acc1);
+    }
+    if (k < K) acc0 = fma((float16)(a[k]), vload16(k, Bb), acc0);
+    float r[16];
+    vstore16(acc0 + acc1, 0, r);
+    const int ncols = min(16, N - cb);
+    for (int j = 0; j < ncols; ++j)
+        store_out(C, c_off + cb + j, r[j], bias, bias_off + (cb + j) * bias_sn, has_bias, alpha, beta, lo, hi);
+}
+
 /* pack an M x K matrix (element (m, k) at in_off + m * sm + k * sk) into 8-row panels */
 __kernel void pack_a(__global float *out, const int out_off, __global const float *in, const int in_off,
                      const int sm, const int sk, const int M, const int K, const int n_total) {
