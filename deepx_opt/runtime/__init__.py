@@ -13,7 +13,7 @@ from deepx_opt.runtime.backends import (
     get_backend,
     recommended_openblas_coretype,
 )
-from deepx_opt.runtime.executor import BlockRecord, RunReport, TransferRecord, execute, execute_graph
+from deepx_opt.runtime.executor import BlockRecord, RunReport, TransferRecord, block_steps, execute, execute_graph
 
 __all__ = [
     "CANONICAL_OPS",
@@ -22,6 +22,7 @@ __all__ = [
     "RunReport",
     "TransferRecord",
     "available_backends",
+    "block_steps",
     "canonical_processor_name",
     "execute",
     "execute_graph",

@@ -55,7 +55,7 @@ from deepx_opt.runtime.backends.base import (
     get_backend,
 )
 
-__all__ = ["RunReport", "BlockRecord", "TransferRecord", "execute_graph", "execute"]
+__all__ = ["RunReport", "BlockRecord", "TransferRecord", "execute_graph", "execute", "block_steps"]
 
 _REPORT_FORMAT = "deepx_opt.run_report"
 _REPORT_VERSION = 1
@@ -325,6 +325,19 @@ def _prepare_steps(ops: Sequence, outputs: Sequence[str], weights: Mapping[str, 
             steps[i:i + 2] = [_Step(main.op_type, main.inputs, act.outputs, attrs)]
         i += 1
     return [(st.op_type, st.inputs, st.outputs, st.attrs) for st in steps]
+
+
+def block_steps(model, layer: str) -> tuple[list[tuple[str, list[str], list[str], dict]], dict[str, np.ndarray]]:
+    """The ops the executor runs for one block, and the weights its rewrites create.
+
+    Returns ``(steps, extra_weights)``: ``steps`` are ``(op_type, inputs, outputs, attrs)`` after
+    Conv+BN folding and Relu/Clip fusion (see :func:`_prepare_steps`); input names are looked up in the
+    activations, ``model.weights`` or ``extra_weights``. Cost-model calibration uses this to time exactly
+    what execution runs.
+    """
+    d = model.layer(layer)
+    extra: dict[str, np.ndarray] = {}
+    return _prepare_steps(d["ops"], d["outputs"], model.weights, extra, layer), extra
 
 
 def _validate_inputs(model, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

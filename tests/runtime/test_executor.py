@@ -243,3 +243,23 @@ def test_prepare_steps_folds_bn_and_fuses_activations():
     # BN with a non-constant parameter stays
     steps = _prepare_steps(ops, ["y"], {k: v for k, v in w.items() if k != "m"}, {}, "L")
     assert [st[0] for st in steps] == ["Conv", "BatchNormalization", "Clip"]
+
+
+def test_block_steps_matches_what_execute_runs():
+    from deepx_opt.runtime import block_steps, get_backend
+
+    model = load_onnx(branchy_cnn())
+    steps, extra = block_steps(model, "stem")
+    assert [s[0] for s in steps] == ["Conv"] and steps[0][3]["fused_activation"] == "Relu" and len(extra) == 2
+    be = get_backend("cpu")
+    feeds = _inputs(model)
+    env = dict(feeds)
+    for op_type, ins, outs, attrs in steps:
+        args = [env.get(t, extra.get(t, model.weights.get(t))) if t else None for t in ins]
+        env.update(zip(outs, be.run(op_type, args, attrs)))
+    dense = dict(feeds)
+    for op in model.layer("stem")["ops"]:
+        args = [dense.get(t, model.weights.get(t)) if t else None for t in op.inputs]
+        dense.update(zip(op.outputs, be.run(op.op_type, args, op.attrs)))
+    out = model.layer("stem")["outputs"][0]
+    np.testing.assert_allclose(env[out], dense[out], rtol=1e-5, atol=1e-5)
