@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "pareto_cmd",
     "run_cmd",
     "processors_cmd",
+    "demo_cmd",
 ]
 
 
