@@ -69,13 +69,13 @@ def _nvml_energy(profile, proc_name: str, graph, reps: int = 20) -> dict | None:
         import pynvml
     except ImportError:
         return None
-    from deepx_opt.cost_models.calibrate import _nvml_handle, block_runner
+    from deepx_opt.cost_models.calibrate import _device_label, _nvml_handle, block_runner
     from deepx_opt.cost_models.latency import model_shapes, predict_block_us
     from deepx_opt.runtime.backends import get_backend
 
     proc = profile.processor(proc_name)
     be = get_backend(proc.backend)
-    h = _nvml_handle(getattr(be, "device_name", "") or "")
+    h = _nvml_handle(_device_label(be))
     if h is None:
         return None
     shapes = model_shapes(graph)

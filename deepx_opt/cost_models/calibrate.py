@@ -3,18 +3,18 @@
 For every processor (``cpu``, ``opencl:0``, ...; see :func:`deepx_opt.runtime.backends.get_backend`) the
 calibration runs a grid of canonical ops per work kind (GEMM/MatMul at batch 1 and a few batches, dense,
 1×1, grouped and depthwise convs, element-wise, pooling, LRN, softmax, concat, reshape/transpose, pad) with
-warm-up runs, then takes the median of several timed runs (``run`` + ``synchronize``); an op's weights
-rotate between copies so that each timed run finds them out of the L2 cache, as inside a model run. A
-:class:`~deepx_opt.cost_models.latency.LatencyModel` is fitted per kind (family and cache threshold picked by
-cross-validated error). Then the ops of a few small zoo models are timed *in model order* (each op after the
+warm-up runs, then takes the median of several timed runs (``run`` + ``synchronize``); on the numpy backend
+an op's weights rotate between copies so that each timed run finds them out of the L2 cache, as inside a
+model run. A :class:`~deepx_opt.cost_models.latency.LatencyModel` is fitted per kind (family and cache
+threshold picked by cross-validated error). Then the ops of a few small zoo models are timed *in model order* (each op after the
 model's others): the median excess of those small ops over the grid models is the in-model dispatch
 overhead, added to every kind's ``c0``. The link between the host and each OpenCL device is fitted from
 upload/download timings (latency + bytes/bandwidth).
 
 Power is not measurable on most machines (no RAPL here): powers are then taken from defaults per processor
 kind (or ``powers=``) and labelled ``"modelled"``. On an NVIDIA GPU with ``pynvml`` (nvidia-ml-py), the
-active power is fitted from NVML's total-energy counter over the GEMM benchmarks and labelled
-``"measured"``.
+active and idle powers are measured with NVML's total-energy counter (over back-to-back runs of the largest
+conv and GEMM of the grid, and over a quiet stretch) and labelled ``"measured"``.
 
 Modes: ``quick`` (CI; well under a minute for cpu + one OpenCL device here), ``default`` (under 3 minutes),
 ``thorough`` (larger grid, more repetitions).
@@ -266,17 +266,22 @@ class _Progress:
 
 
 def benchmark_ops(backend: Any, cases: Sequence[_OpCase], *, warmup: int = 2, reps: int = 5, seed: int = 0,
-                  progress: Callable | None = None, label: str = "") -> list[Sample]:
+                  progress: Callable | None = None, label: str = "", rotate: bool | None = None) -> list[Sample]:
     """Time each op case on a backend; returns one :class:`Sample` per case (median of ``reps`` runs; the
-    weights rotate between copies so that they are not in L2, see :func:`_rotations`)."""
+    weights rotate between copies so that they are not in L2, see :func:`_rotations`; by default on the
+    numpy ``cpu`` backend only)."""
     rng = np.random.default_rng(seed)
+    if rotate is None:
+        rotate = getattr(backend, "name", "") == "cpu"
     out: list[Sample] = []
     for case in cases:
         arrays = [None if s is None else rng.standard_normal(s).astype(np.float32) for s in case.inputs]
         if case.op_type == "BatchNormalization":
             arrays[4] = np.abs(arrays[4]) + 0.5
         const = list(case.const) + [False] * (len(arrays) - len(case.const))
-        k = _rotations(sum(a.nbytes for a, c in zip(arrays, const) if c and a is not None))
+        # Rotation models the host CPU's caches; an OpenCL backend may keep per-buffer state (packed weights)
+        # that a model run reuses, and a GPU's caches are its own: there each case keeps its one weight copy.
+        k = _rotations(sum(a.nbytes for a, c in zip(arrays, const) if c and a is not None)) if rotate else 1
         sets = [[None if a is None else backend.upload(a if (j == 0 or not c) else a.copy())
                  for a, c in zip(arrays, const)] for j in range(k)]
         lat = _time_call(lambda i, sets=sets, k=k, case=case: backend.run(case.op_type, sets[i % k], case.attrs),
@@ -427,27 +432,36 @@ def _nvml_handle(device_name: str):
     return None
 
 
-def measure_nvml_power_w(backend: Any, case: _OpCase, duration_s: float = 2.0) -> tuple[float, float] | None:
-    """(active, idle) GPU power in W from NVML's total-energy counter: energy over a stretch of repeated
-    ``case`` runs divided by its time; idle from the counter over an equal quiet stretch. None without NVML."""
+def _device_label(backend: Any) -> str:
+    info = getattr(backend, "info", None)
+    return getattr(info, "device", "") or getattr(backend, "name", "")
+
+
+def measure_nvml_power_w(backend: Any, cases: Sequence[_OpCase], duration_s: float = 2.0) -> tuple[float, float] | None:
+    """(active, idle) GPU power in W from NVML's total-energy counter (mJ): the energy over a stretch of the
+    ``cases`` run back to back (kept busy: the queue is synchronised every few runs only) divided by its
+    time, and the idle power over an equal quiet stretch before it. None when NVML or the GPU is not found."""
     import pynvml
 
-    h = _nvml_handle(getattr(backend, "device_name", "") or "")
+    h = _nvml_handle(_device_label(backend))
     if h is None:
         return None
     rng = np.random.default_rng(0)
-    handles = [None if s is None else backend.upload(rng.standard_normal(s).astype(np.float32)) for s in case.inputs]
-    backend.run(case.op_type, handles, case.attrs)
+    prepared = [(c, [None if s is None else backend.upload(rng.standard_normal(s).astype(np.float32))
+                     for s in c.inputs]) for c in cases]
+    for c, hs in prepared:
+        backend.run(c.op_type, hs, c.attrs)
     backend.synchronize()
-    time.sleep(0.2)
+    time.sleep(0.3)
     e0, t0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
     time.sleep(duration_s / 2)
     e1, t1 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
     idle_w = (e1 - e0) / 1000.0 / (t1 - t0)
     e0, t0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
     while time.perf_counter() - t0 < duration_s:
-        for _ in range(10):
-            backend.run(case.op_type, handles, case.attrs)
+        for _ in range(5):
+            for c, hs in prepared:
+                backend.run(c.op_type, hs, c.attrs)
         backend.synchronize()
     e1, t1 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
     active_w = (e1 - e0) / 1000.0 / (t1 - t0)
@@ -540,10 +554,11 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
         active, idle = (powers or {}).get(pname, DEFAULT_POWER_W.get(kind, DEFAULT_POWER_W["cpu"]))
         psrc = "modelled"
         if nvml and pname.startswith("opencl") and "nvidia" in desc.lower():
-            gemm = next(c for c in cases if c.op_type == "Gemm")
-            big = max((c for c in cases if c.op_type == "Gemm"), key=lambda c: np.prod(c.inputs[1]))
+            # the work the models cost: the largest conv (compute-bound) and largest GEMM (memory-bound)
+            heavy = [max((c for c in cases if c.op_type == t), key=lambda c: _case_work(c).flops)
+                     for t in ("Conv", "Gemm")]
             try:
-                got = measure_nvml_power_w(be, big or gemm)
+                got = measure_nvml_power_w(be, heavy)
             except Exception:  # NVML present but unusable: keep modelled powers
                 got = None
             if got:
@@ -557,7 +572,7 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
             "dispatch_overhead_us": round(overhead_us, 3),
             "samples_table": [[s.work.kind, s.work.op_type, s.work.flops, s.work.bytes, round(s.latency_us, 2),
                                s.source] for s in samples]}
-        if pname != "cpu" and "cpu" in names or (pname != "cpu" and pname.startswith("opencl")):
+        if pname != "cpu":  # an OpenCL device: fit its link to the host
             sizes = [4096, 65536, 1 << 20, 4 << 20] + ([16 << 20] if mode != "quick" else [])
             xs, ys = _link_samples(be, sizes, cfg["warmup"], cfg["reps"])
             lm = LatencyModel("linear", features=("bytes",)).fit(xs[:, None], ys)
@@ -640,6 +655,10 @@ def validate(profile: DeviceProfile, models: Sequence[str] | Sequence[Any], *, p
             graphs.append(load_onnx(zoo.build(m)))
         else:
             graphs.append(m)
+    if processors is not None:
+        from deepx_opt.runtime.backends.base import canonical_processor_name
+
+        processors = [canonical_processor_name(p) if p not in profile.processor_names else p for p in processors]
     procs = [p for p in profile.processors if p.backend and (processors is None or p.name in processors)]
     if not procs:
         raise ProfileError(f"profile {profile.name!r} has no processor with a backend on this machine"

@@ -330,8 +330,11 @@ class LatencyModel:
         works = X if isinstance(X, (list, tuple)) and X and isinstance(X[0], OpWork) else None
         if works is None and "bytes_over_cache" in self.features and self.cache_bytes is None:
             raise CostModelError("bytes_over_cache from a feature matrix needs cache_bytes")
-        caches = [self.cache_bytes] if (self.cache_bytes is not None or "bytes_over_cache" not in self.features) \
-            else list(CACHE_CANDIDATES)
+        if self.cache_bytes is not None or "bytes_over_cache" not in self.features:
+            caches = [self.cache_bytes]
+        else:  # thresholds with at least 3 samples on each side (else the spill slope is not determined)
+            nb = np.array([w.bytes for w in works])
+            caches = [c for c in CACHE_CANDIDATES if (nb > c).sum() >= 3 and (nb <= c).sum() >= 3] or [0.0]
         mats = {c: _as_matrix(X, self.features, c or 0.0) for c in caches}
         n = len(next(iter(mats.values())))
         if len(y) != n:

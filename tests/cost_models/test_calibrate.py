@@ -61,8 +61,11 @@ def test_quick_calibration_cpu(cpu_profile, tmp_path):
     # a big GEMV costs more than a small one, as measured
     assert predict_work_us(p, "cpu", OpWork("gemm", 8e6, 16e6)) > 3 * predict_work_us(p, "cpu", OpWork("gemm", 2e4, 4e4))
     samples = p.meta["calibration"]["processors"]["cpu"]["samples_table"]
-    assert len(samples) == len(op_grid("small"))
+    assert sum(row[5] == "grid" for row in samples) == len(op_grid("small"))
+    assert {row[5] for row in samples} == {"grid", "zoo:digits_mlp", "zoo:digits_cnn"}  # timed in model order
     assert all(row[4] > 0 for row in samples)
+    overhead = p.meta["calibration"]["processors"]["cpu"]["dispatch_overhead_us"]
+    assert overhead >= 0 and all(md["dispatch_overhead_us"] == overhead for md in cpu.latency_models.values())
     q = load_profile(save_profile(p, tmp_path / "host.json"))
     assert q.processor("cpu").latency_models == cpu.latency_models
     with pytest.raises(CostModelError, match="no latency model for 'copy'"):
