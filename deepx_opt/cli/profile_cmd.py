@@ -63,7 +63,10 @@ def run_show(args) -> int:
                  "models"], rows, align="lllrrrllr")
     if p.links:
         print()
-        lrows = [[f"{lk.src} {'<->' if lk.symmetric else '->'} {lk.dst}", f"{lk.bandwidth_bytes_per_s / 1e6:,.3g}",
+        def mbps(bw: float) -> str:
+            return f"{bw / 1e6:,.0f}" if bw >= 1e9 else f"{bw / 1e6:,.4g}"
+
+        lrows = [[f"{lk.src} {'<->' if lk.symmetric else '->'} {lk.dst}", mbps(lk.bandwidth_bytes_per_s),
                   f"{lk.latency_us:,.0f}", f"{lk.energy_per_byte_uj * 1000:.4g}", f"{lk.power_w:.3g}",
                   "wireless" if lk.wireless else "wired"] for lk in p.links]
         print_table(["link", "MB/s", "latency us", "nJ/byte", "wait W", "type"], lrows, align="lrrrrl")
