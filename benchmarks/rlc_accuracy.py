@@ -126,7 +126,7 @@ def summarise(rows: list[dict]) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None, help="folder for rlc_accuracy.json")
-    ap.add_argument("--splits", type=int, default=3, help="calibration/evaluation splits of the test set (default 3)")
+    ap.add_argument("--splits", type=int, default=5, help="calibration/evaluation splits of the test set (default 5)")
     ap.add_argument("--calib-source", choices=["test-half", "train"], default="test-half",
                     help="calibrate on half of the test split (default) or on the training split (then evaluate on all "
                          "of the test split; optimistic: the model has seen that data)")

@@ -30,7 +30,7 @@ import numpy as np
 from deepx_opt.errors import CompressionError, InfeasiblePlanError
 from deepx_opt.graphs.accuracy import DEFAULT_CONFIGS, Estimator
 from deepx_opt.graphs.compression import METHODS, LayerFactorizer, apply_ranks, factorizers, not_factorizable_reason
-from deepx_opt.graphs.model_graph import ModelGraph, OpSpec
+from deepx_opt.graphs.model_graph import ModelGraph, OpSpec, TensorInfo
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -104,7 +104,13 @@ def candidate_ranks(fz: LayerFactorizer, ranks=None, *, method: str = "weight") 
 
 @dataclass
 class LayerOption:
-    """One way to run a layer: dense (``rank=None``) or factorised at ``rank``."""
+    """One way to run a layer: dense (``rank=None``) or factorised at ``rank``.
+
+    ``ops`` are the canonical ops the layer runs with this option; ``tensors`` gives the shape and dtype of
+    every tensor they read or write (activations, including the new rank-``r`` intermediates, and weights),
+    so a cost model can price the option without the factorised ModelGraph. ``accuracy_loss_pts`` is
+    ``a[v, r]`` in top-1 points.
+    """
 
     layer: str
     rank: int | None
@@ -114,6 +120,7 @@ class LayerOption:
     ops: list[OpSpec]
     accuracy_loss_pts: float
     kept_energy: float | None = None
+    tensors: dict[str, TensorInfo] = field(default_factory=dict)
     _fz: LayerFactorizer | None = field(default=None, repr=False)
     _method: str = field(default="weight", repr=False)
 
@@ -132,6 +139,7 @@ class LayerOption:
             "accuracy_loss_pts": float(self.accuracy_loss_pts),
             "kept_energy": None if self.kept_energy is None else float(self.kept_energy),
             "ops": [op.to_dict() for op in self.ops],
+            "tensors": {k: v.to_dict() for k, v in self.tensors.items()},
         }
 
 
@@ -282,19 +290,35 @@ def candidates(
     for v in model.layers():
         d = model.dag.nodes[v]
         opts = [LayerOption(v, None, int(d["flops"]), int(d["params"]), int(d["weight_bytes"]), list(d["ops"]), 0.0,
-                            kept_energy=1.0 if v in fzs else None)]
+                            kept_energy=1.0 if v in fzs else None, tensors=_op_tensors(model, d["ops"]))]
         fz = fzs.get(v)
         if fz is not None:
             s2 = fz.singular_values(method) ** 2
             tot = float(s2.sum()) or 1.0
             for r in rank_sets[v]:
-                one = apply_ranks(model, {v: r}, method=method, factorizers_=fzs).dag.nodes[v]
+                applied = apply_ranks(model, {v: r}, method=method, factorizers_=fzs)
+                one = applied.dag.nodes[v]
                 opts.append(LayerOption(
                     v, r, int(one["flops"]), int(one["params"]), int(one["weight_bytes"]), list(one["ops"]),
-                    est.loss_pts(v, r), kept_energy=float(s2[:r].sum()) / tot, _fz=fz, _method=method,
+                    est.loss_pts(v, r), kept_energy=float(s2[:r].sum()) / tot,
+                    tensors=_op_tensors(applied, one["ops"]), _fz=fz, _method=method,
                 ))
         options[v] = opts
     return CandidateGraph(model=model, options=options, method=method, estimator=est, notes=notes + list(est.notes))
+
+
+def _op_tensors(model: ModelGraph, ops: Sequence[OpSpec]) -> dict[str, TensorInfo]:
+    out: dict[str, TensorInfo] = {}
+    for op in ops:
+        for t in [*op.inputs, *op.outputs]:
+            if not t or t in out:
+                continue
+            if t in model.tensors:
+                out[t] = model.tensors[t]
+            elif t in model.weights:
+                a = model.weights[t]
+                out[t] = TensorInfo(tuple(int(x) for x in a.shape), str(a.dtype))
+    return out
 
 
 def select_ranks(

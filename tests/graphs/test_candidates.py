@@ -79,6 +79,9 @@ def test_candidate_graph_options_and_summary(cg, mlp):
             assert o.flops < opts[0].flops and o.weight_bytes < opts[0].weight_bytes
             assert o.accuracy_loss_pts >= 0
             assert o.ops[0].op_type == "MatMul"
+            mid = o.ops[0].outputs[0]  # the rank-r intermediate is described for cost models
+            assert o.tensors[mid].shape == (1, o.rank)
+            assert all(t in o.tensors for op in o.ops for t in op.inputs + op.outputs if t)
             u, v_, b = o.factors()
             assert u.shape[1] == o.rank == v_.shape[0]
     assert [o.rank for o in cg.options["prob"]] == [None]  # softmax: dense only
