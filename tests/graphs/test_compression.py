@@ -276,3 +276,16 @@ def test_gram_route_for_large_matrices_matches_exact_svd(monkeypatch, k, n):
             np.testing.assert_allclose(w_g, w_e, rtol=1e-6, atol=1e-8)
             np.testing.assert_allclose(b_g, b_e, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(gram.low_rank_weight(min(k, n), "weight")[0], gram.weight, atol=1e-10)
+
+
+def test_runtime_executes_factorised_graph_unchanged():
+    """The numpy runtime runs a factorised ModelGraph as it is, and agrees with onnxruntime on its ONNX."""
+    from deepx_opt import zoo
+    from deepx_opt.runtime.executor import execute_graph
+
+    model = load_onnx(zoo.build("digits_cnn"))
+    low = apply_ranks(model, {"conv1": 3, "conv2": 8, "fc1": 16, "fc2": 5})
+    x = zoo.digits_dataset().for_model("digits_cnn").x_test[:1]
+    outs, _ = execute_graph(low, {v: "cpu" for v in low.layers()}, {"input": np.ascontiguousarray(x)}, repeat=1, warmup=0)
+    ref = ort_run(to_onnx(low), {"input": x})
+    np.testing.assert_allclose(outs[low.outputs[0]], ref, rtol=1e-4, atol=1e-6)
