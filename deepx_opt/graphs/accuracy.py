@@ -13,7 +13,7 @@ estimate must be **additive** and **conservative**. How it is built:
    layer, ridge-pulled towards a shared one; ``β`` on a grid) is fitted by non-negative least squares so that
    ``Σ_v a[v, r_v]`` matches the measured target of every configuration (targets clipped at
    :data:`FIT_CAP_PTS`). Logit perturbations of different layers add up like independent errors
-   (``ρ_total² ≈ Σ ρ_v²``), which is why ``β`` near 2 fits well. Target (``target=``):
+   (``ρ_total² ≈ Σ ρ_v²``), which is why the form is a power of ``ρ``. Target (``target=``):
    ``"disagreement"`` (the default, labels or not; ``method="disagreement"``): the top-1 disagreement with
    the dense model in points, which can only over-state the accuracy drop on the same data (a lost correct
    answer is a changed answer), hence conservative; ``"loss"`` (needs labels; ``method="labels"``): the
