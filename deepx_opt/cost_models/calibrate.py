@@ -591,6 +591,11 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
             procs.insert(0, Processor(name="cpu", kind="cpu", memory_bytes=mem, active_power_w=a, idle_power_w=i,
                                       backend="cpu", latency_models={}))
     meta["calibration"]["seconds"] = round(time.perf_counter() - t_start, 1)
+    shared = [p.name for p in procs if p.kind == "cpu"]
+    if len(shared) > 1:
+        # e.g. numpy "cpu" and a PoCL OpenCL CPU device: modelled as two processors, but they share cores, so
+        # running them at once is slower than the models say
+        meta["calibration"]["shared_cores"] = shared
     host = "cpu" if any(p.name == "cpu" for p in procs) else procs[0].name
     return DeviceProfile(name=name or f"host-{machine_key()}", processors=procs, links=links, host=host,
                          description=f"this machine ({platform.node()}), calibrated in {mode} mode; powers "
