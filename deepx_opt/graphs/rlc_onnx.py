@@ -21,7 +21,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from deepx_opt.errors import BackendUnavailableError, InputError, UnsupportedOpError
 from deepx_opt.graphs.model_graph import ModelGraph, OpSpec
