@@ -133,6 +133,11 @@ def check_calibration(model: ModelGraph, calib, labels=None) -> tuple[dict[str, 
         if n is not None and x.shape[0] != n:
             raise InputError(f"calibration inputs have different sample counts ({n} and {x.shape[0]}); accepted: equal")
         n = x.shape[0]
+        if info.shape and info.shape[0] > 1 and n % info.shape[0]:
+            raise InputError(
+                f"calibration data for input {name!r} has {n} samples; accepted: a multiple of the model's fixed "
+                f"batch size {info.shape[0]}"
+            )
         if not np.issubdtype(x.dtype, np.number):
             raise InputError(f"calibration data for input {name!r} has dtype {x.dtype}; accepted: numeric")
         feeds[name] = np.ascontiguousarray(x.astype(info.dtype, copy=False))

@@ -110,3 +110,18 @@ def test_without_data_weight_energy_and_errors(cnn, data):
         Estimator.build(cnn, factorizers(cnn), calib=x, target="top5")
     with pytest.raises(CompressionError, match="margin"):
         Estimator.build(cnn, factorizers(cnn), calib=x, margin=-0.1)
+
+
+def test_fixed_batch_model_needs_whole_batches():
+    from onnx import helper
+
+    from tests.onnx_utils import make_model, rand
+
+    proto = make_model([helper.make_node("Gemm", ["x", "w"], ["y"], name="fc")], {"x": [4, 6]}, {"y": [4, 3]},
+                       {"w": rand(6, 3)})
+    model = load_onnx(proto)
+    with pytest.raises(InputError, match="multiple of the model's fixed batch size 4"):
+        check_calibration(model, rand(10, 6))
+    feeds, _ = check_calibration(model, rand(8, 6))
+    est = Estimator.build(model, factorizers(model), {"fc": [1]}, calib=feeds["x"], n_configs=2)
+    assert est.measure({"fc": 1})["rel_err"] > 0  # runs in chunks of the fixed batch
