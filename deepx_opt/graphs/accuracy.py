@@ -343,6 +343,11 @@ class Estimator:
             x = acts[fz.main_op.inputs[0]]
             if fz.kind == "conv":
                 a = fz.main_op.attrs
+                # bound im2col's memory: enough whole images for a few times MAX_CALIB_ROWS patches
+                per_image = int(np.prod(self.model.tensors[fz.main_output].shape[2:]))
+                max_images = max(1, -(-4 * MAX_CALIB_ROWS // max(per_image, 1)))
+                if x.shape[0] > max_images:
+                    x = x[np.sort(rng.choice(x.shape[0], max_images, replace=False))]
                 rows = im2col(x, a["kernel_shape"], a["strides"], a["pads"], a["dilations"])
             else:
                 rows = x.reshape(-1, x.shape[-1])

@@ -99,6 +99,19 @@ def test_loss_target_with_labels(files, capsys):
     assert rep["predicted_loss_pts"] <= 2.0
 
 
+def test_model_from_onnx_file(files, capsys):
+    import onnx
+
+    src = files / "mlp.onnx"
+    onnx.save(zoo.build("digits_mlp"), str(src))
+    code = run_cmd([str(src), "--max-accuracy-loss", "1", "--calib", str(files / "x.npy"),
+                    "-o", str(files / "from_file.onnx"), "--force", "--json", "--objective", "weight_bytes"])
+    assert code == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["objective"] == "weight_bytes" and rep["after"]["weight_bytes"] < rep["before"]["weight_bytes"]
+    assert (files / "from_file.onnx").is_file()
+
+
 def test_through_deepx_main(files, capsys):
     from deepx_opt.cli import main
 
