@@ -118,6 +118,13 @@ def not_factorizable_reason(model: ModelGraph, layer: str) -> str | None:
             return "Gemm with transA=1"
         if w[main.inputs[1]].ndim != 2:
             return "Gemm weight is not 2-D"
+        c = main.inputs[2] if len(main.inputs) > 2 else ""
+        if c:
+            n_out = w[main.inputs[1]].shape[0 if int(main.attrs.get("transB", 0)) else 1]
+            if c not in w:
+                return "Gemm whose C is an activation"
+            if w[c].size not in (1, n_out):
+                return f"Gemm whose C of shape {tuple(w[c].shape)} is not a per-output bias"
         return None
     if main.op_type == "MatMul":
         if main.inputs[1] not in w or main.inputs[0] in w:
@@ -275,7 +282,7 @@ class LayerFactorizer:
                 bias = np.asarray(w[main.inputs[2]], dtype=np.float64).reshape(-1).copy()
         folded = 0
         block_output = main.outputs[0]
-        if kind in ("gemm", "conv") and len(ops) > 1 and _can_fold_bn(model, main, ops[1], kind, bias is not None):
+        if kind in ("gemm", "conv") and len(ops) > 1 and _can_fold_bn(model, main, ops[1], kind):
             bn = ops[1]
             scale, b, mean, var = (np.asarray(w[t], dtype=np.float64).reshape(-1) for t in bn.inputs[1:5])
             s = scale / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
@@ -465,10 +472,7 @@ class LayerFactorizer:
             ins = [m.inputs[0], weight_name]
             if bias_name:
                 ins.append(bias_name)
-            elif len(m.inputs) > 2 and m.inputs[2] and not self.folded and self.bias is None:
-                ins.append(m.inputs[2])  # a C that is an activation: keep it as it is
-            beta = 1.0 if bias_name else float(m.attrs.get("beta", 1.0))
-            attrs = {"alpha": 1.0, "beta": beta, "transA": 0, "transB": 0}
+            attrs = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}
             return [OpSpec("Gemm", ins, [out], attrs, name=f"{self.layer}/dense")]
         if bias_name:
             mid = f"{self.layer}/dense/mid"
@@ -524,14 +528,10 @@ class LayerFactorizer:
         first = OpSpec("MatMul", [m.inputs[0], wu], [mid], {}, name=f"{tag}/matmul_u")
         if self.kind == "gemm":
             ins2 = [mid, wv]
-            beta = float(m.attrs.get("beta", 1.0))
-            if b is not None:
+            if b is not None:  # C (times beta, BN folded) as a per-output bias
                 new_w[wb] = b.astype(dt)
                 ins2.append(wb)
-                beta = 1.0
-            elif len(m.inputs) > 2 and m.inputs[2]:
-                ins2.append(m.inputs[2])  # an activation C: passed through with its beta
-            second = OpSpec("Gemm", ins2, [self.block_output], {"alpha": 1.0, "beta": beta, "transA": 0, "transB": 0},
+            second = OpSpec("Gemm", ins2, [self.block_output], {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0},
                             name=f"{tag}/gemm_v")
             return [first, second], new_w
         if b is not None:  # data-aware mean correction of a bias-less MatMul: add it explicitly
@@ -553,7 +553,7 @@ def _eigh_desc(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sqrt(np.maximum(evals[order], 0.0)), np.ascontiguousarray(vecs[:, order])
 
 
-def _can_fold_bn(model: ModelGraph, main: OpSpec, bn: OpSpec, kind: str, has_bias: bool) -> bool:
+def _can_fold_bn(model: ModelGraph, main: OpSpec, bn: OpSpec, kind: str) -> bool:
     if bn.op_type != "BatchNormalization" or not bn.inputs or bn.inputs[0] != main.outputs[0]:
         return False
     if not all(t in model.weights for t in bn.inputs[1:5]):
@@ -563,9 +563,6 @@ def _can_fold_bn(model: ModelGraph, main: OpSpec, bn: OpSpec, kind: str, has_bia
         n_out = model.weights[main.inputs[1]].shape[0 if int(main.attrs.get("transB", 0)) else 1]
         if len(model.tensors[main.outputs[0]].shape) != 2:
             return False
-        c = main.inputs[2] if len(main.inputs) > 2 else ""
-        if c and not has_bias:
-            return False  # C is an activation: cannot fold it
     return all(model.weights[t].size == n_out for t in bn.inputs[1:5])
 
 

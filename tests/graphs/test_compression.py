@@ -210,6 +210,31 @@ def test_grouped_conv_left_dense():
         apply_ranks(model, {"gconv": 1})
 
 
+def test_gemm_with_activation_c_left_dense():
+    nodes = [N("Gemm", ["x", "w", "x2"], ["y"], transB=1, name="fc")]
+    proto = make_model(nodes, {"x": [1, 5], "x2": [1, 3]}, {"y": [1, 3]}, {"w": rand(3, 5)})
+    model = load_onnx(proto)
+    assert not_factorizable_reason(model, "fc") == "Gemm whose C is an activation"
+    assert factorizers(model) == {}
+
+
+def test_gemm_with_bn_epilogue_folded():
+    """Gemm → BatchNormalization (BatchNorm1d) folds into the factors and stays exact at full rank."""
+    rng = np.random.default_rng(0)
+    inits = {"w": rand(8, 6), "c": rand(8, seed=1), "s": rng.uniform(0.5, 2, 8).astype(np.float32),
+             "b": rand(8, seed=2), "m": rand(8, seed=3), "v": rng.uniform(0.5, 2, 8).astype(np.float32)}
+    nodes = [N("Gemm", ["x", "w", "c"], ["g"], transB=1, beta=0.5, name="fc"),
+             N("BatchNormalization", ["g", "s", "b", "m", "v"], ["y"], name="bn")]
+    proto = make_model(nodes, {"x": [1, 6]}, {"y": [1, 8]}, inits)
+    model = load_onnx(proto)
+    fz = factorizers(model)["fc"]
+    assert fz.folded == 1
+    full = apply_ranks(model, {"fc": 6}, factorizers_={"fc": fz})
+    assert [op.op_type for op in full.layer("fc")["ops"]] == ["MatMul", "Gemm"]
+    x = rand(9, 6, seed=4)
+    np.testing.assert_allclose(OrtEvaluator(full).run({"x": x})["y"], ort_batch(proto, x), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("rank", [0, -1, 10, 2.5, "3"])
 def test_bad_rank_names_value_and_range(rank):
     proto, _ = gemm_model(1)  # 12 × 9 → ranks 1..9
