@@ -296,7 +296,7 @@ def candidates(
             s2 = fz.singular_values(method) ** 2
             tot = float(s2.sum()) or 1.0
             for r in rank_sets[v]:
-                applied = apply_ranks(model, {v: r}, method=method, factorizers_=fzs)
+                applied = apply_ranks(model, {v: r}, method=method, factorizers_=fzs, shape_only=True)
                 one = applied.dag.nodes[v]
                 opts.append(LayerOption(
                     v, r, int(one["flops"]), int(one["params"]), int(one["weight_bytes"]), list(one["ops"]),

@@ -341,7 +341,23 @@ class LayerFactorizer:
     # ---- SVDs ------------------------------------------------------------------------------------------
 
     def singular_values(self, method: str = "weight") -> np.ndarray:
-        """Singular values (descending) of ``W`` (``"weight"``) or of ``R W`` (``"data"``)."""
+        """Singular values (descending) of ``W`` (``"weight"``) or of ``R W`` (``"data"``).
+
+        For ``"weight"`` without cached factors only the values are computed (several times cheaper than
+        the vectors on large layers).
+        """
+        if method in self._cache:
+            return self._cache[method].s
+        if method == "weight":
+            if "weight_s" not in self._cache:
+                w = self.weight
+                if w.size <= EXACT_SVD_MAX_ELEMENTS:
+                    s = scipy.linalg.svdvals(w, check_finite=False)
+                else:
+                    g = w.T @ w if w.shape[1] <= w.shape[0] else w @ w.T
+                    s = np.sqrt(np.maximum(np.sort(scipy.linalg.eigvalsh(g, check_finite=False))[::-1], 0.0))
+                self._cache["weight_s"] = s
+            return self._cache["weight_s"]
         return self._decomposition(method).s
 
     def energy_rank(self, fraction: float, method: str = "weight") -> int:
@@ -490,8 +506,12 @@ class LayerFactorizer:
         kh, kw = self.main_op.attrs["kernel_shape"]
         return (self.out_features, self.in_features // (kh * kw), int(kh), int(kw))
 
-    def low_rank_ops(self, rank: int, method: str = "weight") -> tuple[list[OpSpec], dict[str, np.ndarray]]:
+    def low_rank_ops(self, rank: int, method: str = "weight", *,
+                     shape_only: bool = False) -> tuple[list[OpSpec], dict[str, np.ndarray]]:
         """The two ops replacing the main op (and a folded BN) at rank ``rank``.
+
+        With ``shape_only`` the weights are read-only zero-memory stand-ins of the right shapes and no SVD
+        is computed (used to cost options before any is chosen).
 
         Returns
         -------
@@ -500,9 +520,17 @@ class LayerFactorizer:
         weights : dict
             New weight tensors (in the layer's dtype).
         """
-        u, v, b = self.factors(rank, method)
         m = self.main_op
         dt = np.dtype(self.dtype) if np.dtype(self.dtype).kind == "f" else np.dtype(np.float32)
+        if shape_only:
+            # zero-memory stand-ins with the right shapes: enough for shapes, FLOPs, params and bytes
+            rank = self.check_rank(rank)
+            u = np.broadcast_to(np.zeros((), dt), (self.in_features, rank))
+            v = np.broadcast_to(np.zeros((), dt), (rank, self.out_features))
+            has_b = self.bias is not None or (method == "data" and rank < self.max_rank)
+            b = np.broadcast_to(np.zeros((), dt), (self.out_features,)) if has_b else None
+        else:
+            u, v, b = self.factors(rank, method)
         tag = f"{self.layer}/rlc_{method}_r{rank}"
         wu, wv, wb = f"{tag}/U", f"{tag}/V", f"{tag}/bias"
         mid = f"{tag}/mid"
@@ -510,12 +538,12 @@ class LayerFactorizer:
         if self.kind == "conv":
             kh, kw = self.main_op.attrs["kernel_shape"]
             cin = self.in_features // (kh * kw)
-            new_w[wu] = np.ascontiguousarray(u.T.reshape(rank, cin, kh, kw)).astype(dt)
-            new_w[wv] = np.ascontiguousarray(v.T.reshape(self.out_features, rank, 1, 1)).astype(dt)
+            new_w[wu] = _as(u.T.reshape(rank, cin, kh, kw), dt, shape_only)
+            new_w[wv] = _as(v.T.reshape(self.out_features, rank, 1, 1), dt, shape_only)
             first = OpSpec("Conv", [m.inputs[0], wu], [mid], dict(m.attrs, group=1), name=f"{tag}/conv_r")
             ins2 = [mid, wv]
             if b is not None:
-                new_w[wb] = b.astype(dt)
+                new_w[wb] = _as(b, dt, shape_only)
                 ins2.append(wb)
             second = OpSpec(
                 "Conv", ins2, [self.block_output],
@@ -523,19 +551,19 @@ class LayerFactorizer:
                 name=f"{tag}/conv_1x1",
             )
             return [first, second], new_w
-        new_w[wu] = np.ascontiguousarray(u).astype(dt)
-        new_w[wv] = np.ascontiguousarray(v).astype(dt)
+        new_w[wu] = _as(u, dt, shape_only)
+        new_w[wv] = _as(v, dt, shape_only)
         first = OpSpec("MatMul", [m.inputs[0], wu], [mid], {}, name=f"{tag}/matmul_u")
         if self.kind == "gemm":
             ins2 = [mid, wv]
             if b is not None:  # C (times beta, BN folded) as a per-output bias
-                new_w[wb] = b.astype(dt)
+                new_w[wb] = _as(b, dt, shape_only)
                 ins2.append(wb)
             second = OpSpec("Gemm", ins2, [self.block_output], {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0},
                             name=f"{tag}/gemm_v")
             return [first, second], new_w
         if b is not None:  # data-aware mean correction of a bias-less MatMul: add it explicitly
-            new_w[wb] = b.astype(dt)
+            new_w[wb] = _as(b, dt, shape_only)
             mid2 = f"{tag}/mid2"
             return (
                 [first, OpSpec("MatMul", [mid, wv], [mid2], {}, name=f"{tag}/matmul_v"),
@@ -544,6 +572,12 @@ class LayerFactorizer:
             )
         second = OpSpec("MatMul", [mid, wv], [self.block_output], {}, name=f"{tag}/matmul_v")
         return [first, second], new_w
+
+
+def _as(a: np.ndarray, dt: np.dtype, shape_only: bool) -> np.ndarray:
+    if shape_only:
+        return np.broadcast_to(np.zeros((), dt), a.shape)
+    return np.ascontiguousarray(a).astype(dt)
 
 
 def _eigh_desc(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -588,6 +622,7 @@ def apply_ranks(
     *,
     method: str = "weight",
     factorizers_: Mapping[str, LayerFactorizer] | None = None,
+    shape_only: bool = False,
 ) -> ModelGraph:
     """A new ModelGraph whose chosen layers run their rank-``r`` factorisation.
 
@@ -601,6 +636,9 @@ def apply_ranks(
         Which factors (see the module docstring); ``"data"`` needs factorisers with calibration inputs.
     factorizers_ : mapping, optional
         Cached :class:`LayerFactorizer` objects (from :func:`factorizers`) so that a rank sweep costs one SVD.
+    shape_only : bool
+        New weights are zero-memory stand-ins and no SVD is computed: shapes, FLOPs, params and bytes are
+        right, the values are not. For costing options; never for running.
 
     Returns
     -------
@@ -626,7 +664,7 @@ def apply_ranks(
         rank = fz.check_rank(rank)
         d = new.dag.nodes[layer]
         old_ops = list(d["ops"])
-        fops, fweights = fz.low_rank_ops(rank, method)
+        fops, fweights = fz.low_rank_ops(rank, method, shape_only=shape_only)
         ops = fops + old_ops[1 + fz.folded:]
         new.weights.update(fweights)
         if fz.folded:

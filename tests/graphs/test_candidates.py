@@ -125,9 +125,20 @@ def test_selected_model_respects_limit_when_measured(cg, mlp, digits):
         assert dense_held - evaluate_model(small, x_held, y_held)["top1_pct"] <= limit
 
 
+def test_option_costs_equal_the_applied_model(cg, mlp):
+    for v in ("fc1", "fc2"):
+        for o in cg.options[v][1:]:
+            real = cg.apply({v: o.rank}).layer(v)
+            assert (o.flops, o.params, o.weight_bytes) == (real["flops"], real["params"], real["weight_bytes"])
+            assert [op.op_type for op in o.ops] == [op.op_type for op in real["ops"]]
+
+
 def test_weight_only_candidates_without_calibration(mlp):
     cg = candidates(mlp)
     assert cg.method == "weight" and cg.estimator.method == "weight-energy"
+    # costing options needs no factors: only singular values were computed
+    assert all("weight" not in fz._cache for fz in cg.estimator.factorizers.values())
+    assert cg.options["fc1"][1].factors()[0].shape == (64, cg.options["fc1"][1].rank)
     assert any("uncalibrated" in n for n in cg.notes)
     fz = cg.estimator.factorizers["fc1"]
     s2 = fz.singular_values() ** 2
