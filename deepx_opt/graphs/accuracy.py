@@ -500,8 +500,8 @@ class Estimator:
             "calib_samples": n_calib,
         }
         what = ("top-1 accuracy drop on the labelled calibration data" if self.method == "labels"
-                else "top-1 disagreement with the dense model on the (unlabelled) calibration data, a conservative "
-                     "proxy of accuracy loss")
+                else "top-1 disagreement with the dense model on the calibration data (labels, if any, not used "
+                     "for the fit), a conservative proxy of accuracy loss")
         self.notes.append(
             f"accuracy loss fitted to the {what}: a[v,r] = s_v · ρ^{self.beta_:g} (ρ: relative perturbation of the "
             f"logits with layer v alone at rank r; s_v: per-layer sensitivity) over {len(samples)} measured "
