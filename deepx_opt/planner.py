@@ -16,13 +16,14 @@ __all__ = ["build_problem", "dense_candidates"]
 
 def dense_candidates(model):
     """A :class:`~deepx_opt.graphs.candidates.CandidateGraph`-like view with only the dense option per layer."""
-    from deepx_opt.graphs.candidates import LayerOption
+    from deepx_opt.graphs.candidates import LayerOption, op_tensors
 
     class _Dense:
         def __init__(self, m):
             self.model = m
             self.options = {
-                v: [LayerOption(v, None, int(d["flops"]), int(d["params"]), int(d["weight_bytes"]), list(d["ops"]), 0.0)]
+                v: [LayerOption(v, None, int(d["flops"]), int(d["params"]), int(d["weight_bytes"]), list(d["ops"]), 0.0,
+                                tensors=op_tensors(m, d["ops"]))]
                 for v, d in ((v, m.dag.nodes[v]) for v in m.layers())
             }
             self.notes = ["no compression options: every layer dense"]
@@ -30,28 +31,13 @@ def dense_candidates(model):
     return _Dense(model)
 
 
-def _option_shapes(model, layer: str, option) -> dict:
-    """Shapes of every tensor an option's ops read (activations and weights, factor weights included)."""
+def _option_shapes(model, option) -> dict:
+    """Shapes of every tensor an option's ops touch (activations and weights, factor weights included)."""
+    if option.tensors:
+        return dict(option.tensors)
     from deepx_opt.cost_models.latency import model_shapes
 
-    shapes = model_shapes(model)
-    if option.rank is not None:
-        fshapes = getattr(option, "weight_shapes", None)
-        if fshapes is None:  # compute the factors' shapes from the option's own ops
-            one = _apply_one(model, layer, option)
-            fshapes = {w: tuple(one.weights[w].shape) for w in one.dag.nodes[layer]["weight_names"]}
-        from deepx_opt.graphs import TensorInfo
-
-        shapes.update({k: TensorInfo(tuple(s), "float32") for k, s in fshapes.items()})
-    return shapes
-
-
-def _apply_one(model, layer, option):
-    from deepx_opt.graphs.compression import apply_ranks
-
-    fz = getattr(option, "_fz", None)
-    return apply_ranks(model, {layer: option.rank}, method=getattr(option, "_method", "weight"),
-                       factorizers_={layer: fz} if fz is not None else None)
+    return model_shapes(model)
 
 
 def _links(profile, names: Sequence[str]):
@@ -154,7 +140,7 @@ def build_problem(
                     skips.setdefault(p, set()).add(d["kind"] if not bad_ops else "/".join(bad_ops))
                     continue
                 if shapes is None:
-                    shapes = _option_shapes(model, v, o)
+                    shapes = _option_shapes(model, o)
                 try:
                     dur = predict_block_us(prof, p, ops=o.ops, shapes=shapes)
                 except CostModelError as exc:

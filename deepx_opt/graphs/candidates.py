@@ -290,7 +290,7 @@ def candidates(
     for v in model.layers():
         d = model.dag.nodes[v]
         opts = [LayerOption(v, None, int(d["flops"]), int(d["params"]), int(d["weight_bytes"]), list(d["ops"]), 0.0,
-                            kept_energy=1.0 if v in fzs else None, tensors=_op_tensors(model, d["ops"]))]
+                            kept_energy=1.0 if v in fzs else None, tensors=op_tensors(model, d["ops"]))]
         fz = fzs.get(v)
         if fz is not None:
             s2 = fz.singular_values(method) ** 2
@@ -301,13 +301,14 @@ def candidates(
                 opts.append(LayerOption(
                     v, r, int(one["flops"]), int(one["params"]), int(one["weight_bytes"]), list(one["ops"]),
                     est.loss_pts(v, r), kept_energy=float(s2[:r].sum()) / tot,
-                    tensors=_op_tensors(applied, one["ops"]), _fz=fz, _method=method,
+                    tensors=op_tensors(applied, one["ops"]), _fz=fz, _method=method,
                 ))
         options[v] = opts
     return CandidateGraph(model=model, options=options, method=method, estimator=est, notes=notes + list(est.notes))
 
 
-def _op_tensors(model: ModelGraph, ops: Sequence[OpSpec]) -> dict[str, TensorInfo]:
+def op_tensors(model: ModelGraph, ops: Sequence[OpSpec]) -> dict[str, TensorInfo]:
+    """Shape and dtype of every tensor ``ops`` read or write (activations and weights of ``model``)."""
     out: dict[str, TensorInfo] = {}
     for op in ops:
         for t in [*op.inputs, *op.outputs]:
