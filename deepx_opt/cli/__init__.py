@@ -16,18 +16,18 @@ from deepx_opt.errors import DeepxError
 
 # One line per sub-command module (deepx_opt/cli/<name>.py), in the order `deepx --help` lists them.
 COMMAND_MODULES = [
-    "inspect_cmd",
+    "demo_cmd",
     "zoo_cmd",
-    "compress_cmd",
+    "inspect_cmd",
+    "processors_cmd",
     "profile_cmd",
-    "report_cmd",
     "calibrate_cmd",
+    "compress_cmd",
     "plan_cmd",
     "compare_cmd",
     "pareto_cmd",
     "run_cmd",
-    "processors_cmd",
-    "demo_cmd",
+    "report_cmd",
 ]
 
 
