@@ -75,6 +75,10 @@ CASES = [
     ("conv-depthwise-mult2", "Conv", [r(1, 3, 7, 7), r(6, 1, 3, 3), r(6)], conv_attrs((3, 3), g=3), None),
     ("conv-1x1", "Conv", [r(2, 16, 5, 6), r(8, 16, 1, 1), r(8)], conv_attrs((1, 1)), None),
     ("conv-1x1-stride2", "Conv", [r(1, 8, 7, 7), r(4, 8, 1, 1), None], conv_attrs((1, 1), (2, 2)), None),
+    # output rows of >= 16 pixels: the OpenCL im2col fast paths (contiguous and strided rows) and their borders
+    ("conv-wide-rows", "Conv", [r(1, 2, 5, 40), r(3, 2, 3, 3), r(3)], conv_attrs((3, 3), p=(1, 1, 1, 1)), None),
+    ("conv-wide-strided", "Conv", [r(1, 2, 6, 70), r(4, 2, 2, 3), None],
+     conv_attrs((2, 3), (1, 2), (0, 2, 1, 1), (1, 2)), None),
     ("conv-large-k", "Conv", [r(1, 3, 31, 31), r(8, 3, 11, 11), r(8)], conv_attrs((11, 11), (4, 4), (2, 2, 2, 2)), LONG),
     ("gemm-basic", "Gemm", [r(3, 20), r(20, 7), r(7)], dict(alpha=1.0, beta=1.0, transA=0, transB=0), None),
     ("gemm-transB", "Gemm", [r(2, 33), r(17, 33), r(17)], dict(alpha=1.0, beta=1.0, transA=0, transB=1), None),

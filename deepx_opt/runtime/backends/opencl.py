@@ -45,6 +45,8 @@ _CTYPES = {
     "int8": "char", "uint8": "uchar", "uint16": "ushort", "uint32": "uint", "uint64": "ulong", "bool": "uchar",
 }
 _MAXR = 6
+#: output tile of one work-item of the blocked GEMM (RB x 16·NP in opencl_kernels.GEMM_BLOCKED)
+_PANEL_M, _PANEL_N = 6, 32
 #: below this many rows the blocked GEMM runs one GEMV per row (8-row panels would waste FMAs)
 _GEMV_ROWS = 4
 _FLOAT_ONLY = {
@@ -316,7 +318,7 @@ class OpenCLBackend(Backend):
                 return
             if not a_packed:
                 a, a_off = self._pack_a(a, a_off, lda, 1, M, Kd), 0
-            gsize, lsize = ((N + 15) // 16, (M + 7) // 8), None
+            gsize, lsize = ((N + _PANEL_N - 1) // _PANEL_N, (M + _PANEL_M - 1) // _PANEL_M), None
         else:
             if b_packed or a_packed:  # pragma: no cover - internal misuse
                 raise BackendError("packed operands are only produced for the blocked GEMM")
@@ -327,8 +329,8 @@ class OpenCLBackend(Backend):
 
     def _pack_a(self, a: CLTensor, a_off: int, sm: int, sk: int, M: int, Kd: int,
                 out: CLTensor | None = None, out_off: int = 0) -> CLTensor:
-        """A (element (m, k) at a_off + m·sm + k·sk) in the blocked GEMM's 8-row panel layout."""
-        total = (M + 7) // 8 * 8 * Kd
+        """A (element (m, k) at a_off + m·sm + k·sk) in the blocked GEMM's 6-row panel layout."""
+        total = (M + _PANEL_M - 1) // _PANEL_M * _PANEL_M * Kd
         if out is None:
             out = self._empty((total,))
         knl = self._kernel("gemm", "pack_a", [None, np.int32, None] + [np.int32] * 6)
@@ -336,8 +338,8 @@ class OpenCLBackend(Backend):
         return out
 
     def _pack(self, b: CLTensor, b_off: int, sk: int, sn: int, Kd: int, N: int) -> CLTensor:
-        """B (element (k, n) at b_off + k·sk + n·sn) in the blocked GEMM's 16-column panel layout."""
-        total = (N + 15) // 16 * 16 * Kd
+        """B (element (k, n) at b_off + k·sk + n·sn) in the blocked GEMM's 16-column panels (N padded to 32)."""
+        total = (N + _PANEL_N - 1) // _PANEL_N * _PANEL_N * Kd
         out = self._empty((total,))
         knl = self._kernel("gemm", "pack_b", [None, None] + [np.int32] * 6)
         self._launch1d(knl, total, out.buf, b.buf, b_off, sk, sn, Kd, N, total)
@@ -467,10 +469,10 @@ class OpenCLBackend(Backend):
         kdim = cg * kh * kw
         if self.gemm_variant == "blocked":
             # im2col straight into the GEMM's panel layout, every group at once
-            pan = (ohw + 15) // 16 * 16 * kdim
+            pan = (ohw + _PANEL_N - 1) // _PANEL_N * _PANEL_N * kdim
             cols_t = CLTensor(self._scratch_buf(g * pan * 4), (g * pan,), np.dtype(np.float32))
             im2col = self._kernel("gemm", "im2col_packed", [None, None] + [i32] * 15)
-            apan = (cog + 7) // 8 * 8 * kdim
+            apan = (cog + _PANEL_M - 1) // _PANEL_M * _PANEL_M * kdim
             wp = w.derived.get(("packA", g))
             if wp is None:  # the weight, packed per group once per handle
                 wp = self._empty((g * apan,))
