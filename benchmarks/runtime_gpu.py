@@ -176,7 +176,10 @@ def nvml_gemm_energy(be, n=4096, seconds=2.0) -> dict:
                 power_before_w=idle_mw / 1e3, gflops=flop / dt / 1e9, gflop_per_j=flop / 1e9 / (e_mj / 1e3))
 
 
-def model_run(proc: str, name: str, reps: int) -> dict:
+def model_run(proc: str, name: str, reps: int, split_with: str | None = None) -> dict:
+    """Run zoo model ``name`` on ``proc``; with ``split_with``, Conv/Gemm blocks on ``proc`` and the rest
+    (pooling, LRN, softmax, joins) on ``split_with`` — a cross-processor plan with copies on every edge
+    between the two."""
     import onnxruntime as ort
 
     from deepx_opt import zoo
@@ -188,9 +191,13 @@ def model_run(proc: str, name: str, reps: int) -> dict:
     rng = np.random.default_rng(0)
     feeds = {n: rng.standard_normal(t.shape).astype(t.dtype) for n, t in model.inputs.items()}
     ref = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
-    outs, rep = execute_graph(model, {v: proc for v in model.layers()}, feeds, repeat=reps, warmup=2)
+    heavy = ("conv", "dwconv", "gemm")
+    placement = {v: proc if split_with is None or model.layer(v)["kind"] in heavy else split_with
+                 for v in model.layers()}
+    outs, rep = execute_graph(model, placement, feeds, repeat=reps, warmup=2)
     err = max(float(np.max(np.abs(outs[o] - r))) for o, r in zip(model.outputs, ref))
-    return dict(model=name, processor=proc, latency_us=rep.latency_us, latency_us_min=rep.latency_us_min,
+    label = proc if split_with is None else f"{proc}+{split_with}"
+    return dict(model=name, processor=label, transfer_bytes=rep.transfer_bytes, latency_us=rep.latency_us, latency_us_min=rep.latency_us_min,
                 energy_uj=rep.energy_uj, energy_source=rep.energy_source, max_abs_err=err,
                 blocks_us={k: b.latency_us for k, b in rep.blocks.items()}, notes=rep.notes)
 
@@ -229,6 +236,7 @@ def main(argv=None) -> int:
         result["energy"].append(nvml_gemm_energy(be))
         for m in args.models:
             result["models"].append(model_run(be.name, m, 20))
+            result["models"].append(model_run(be.name, m, 10, split_with="cpu"))
     for m in args.models:
         result["models"].append(model_run("cpu", m, 5))
     print("\n== op check vs numpy backend")
