@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 from deepx_opt.cli._common import check_output_path, print_json, print_table
 from deepx_opt.cli._planning import add_planning_args, setup_from_args
@@ -24,37 +23,9 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def compare_problem(problem, names=None, *, time_limit_s=10.0, progress=None) -> list[dict]:
-    """Solve ``problem`` with each solver; one row per solver with its plan (or why it has none)."""
-    from deepx_opt.errors import DeepxError
-    from deepx_opt.solvers import check_plan, get_solver, list_solvers
-
-    names = list(names) if names else list_solvers(problem)
-    rows = []
-    for i, name in enumerate(names, 1):
-        if progress:
-            progress(f"[{i}/{len(names)}] {name}")
-        t0 = time.perf_counter()
-        try:
-            plan = get_solver(name).solve(problem, time_limit_s=time_limit_s)
-        except DeepxError as exc:
-            rows.append({"solver": name, "status": "ERROR", "message": str(exc), "plan": None,
-                         "solve_time_s": time.perf_counter() - t0})
-            continue
-        row = {"solver": name, "status": plan.status.value, "message": plan.message, "plan": plan.to_dict(),
-               "solve_time_s": plan.solve_time_s, "energy_uj": plan.energy_uj, "makespan_us": plan.makespan_us,
-               "accuracy_loss": plan.accuracy_loss, "memory_bytes": sum(plan.memory_bytes.values()) if plan.memory_bytes else None,
-               "gap": plan.gap, "violations": check_plan(problem, plan) if plan.status.has_plan else []}
-        rows.append(row)
-    objective = "energy_uj" if problem.goal == "min_energy" else "makespan_us"
-    best = min((r[objective] for r in rows if r.get(objective) is not None and r["status"] in ("OPTIMAL", "FEASIBLE")),
-               default=None)
-    for r in rows:
-        r["ratio_to_best"] = (r[objective] / best) if best and r.get(objective) is not None and r["status"] in ("OPTIMAL", "FEASIBLE") else None
-    return rows
-
-
 def run(args) -> int:
+    from deepx_opt.solvers.compare import compare_problem
+
     out = check_output_path(args.out, args.force) if args.out else None
     say = None if args.json else (lambda m: print(f"[deepx compare] {m}", file=sys.stderr, flush=True))
     setup = setup_from_args(args, progress=say)

@@ -44,7 +44,7 @@ def run(args) -> int:
     import numpy as np
 
     from deepx_opt import zoo
-    from deepx_opt.cli.compare_cmd import compare_problem
+    from deepx_opt.solvers.compare import compare_problem
     from deepx_opt.cli.run_cmd import modelled_energy_uj
     from deepx_opt.cost_models.calibrate import host_profile
     from deepx_opt.graphs import load_onnx
