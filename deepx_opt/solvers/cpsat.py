@@ -16,7 +16,10 @@ Model (all integers on the grid of :mod:`deepx_opt.solvers.problem`; docs/solver
   ``1000·I ≥ Σ_p idle_mW_p (M − busy_p)``; budgets ``M ≤ latency budget``, ``E ≤ energy budget``;
 * objective ``min E`` or ``min M``.
 
-Warm start: ``add_hint`` from the best heuristic plan. The returned schedule is compacted to its
+Warm start (``hint=``): by default ("cutoff") the best heuristic plan's objective bounds the objective and
+that plan is returned if CP-SAT finds nothing in time; ``hint=True`` passes the plan to ``add_hint``
+instead, which misled the search on the larger benchmark instances (docs/solvers.md has the numbers).
+The returned schedule is compacted to its
 semi-active form (same processor sequences, earliest starts), which never makes an objective worse.
 """
 
@@ -29,13 +32,15 @@ from typing import Any
 from deepx_opt.errors import SolverError
 from deepx_opt.solvers.base import Solver
 from deepx_opt.solvers.plan import Plan, Status, empty_plan, make_plan
-from deepx_opt.solvers.problem import TIME_UNIT_US, Problem
+from deepx_opt.solvers.problem import ENERGY_UNIT_UJ, TIME_UNIT_US, Problem
 from deepx_opt.solvers.schedule import list_schedule, topo_order_by
 
 __all__ = ["CpSatSolver", "DEFAULT_PARAMS", "build_model", "CpSatModel"]
 
 #: CP-SAT parameters used unless overridden (see benchmarks/solvers_cpsat_params.py for the evidence).
-DEFAULT_PARAMS: dict[str, Any] = {"num_workers": 2, "linearization_level": 2, "random_seed": 0}
+DEFAULT_PARAMS: dict[str, Any] = {"num_workers": 8, "linearization_level": 2, "random_seed": 0}
+#: Default warm start: the best heuristic's objective as an upper bound ("cutoff"); ``True`` = add_hint.
+DEFAULT_WARM_START = "cutoff"
 
 
 @dataclass
@@ -108,6 +113,10 @@ def build_model(
     for p in range(np_):
         if len(per_proc_iv[p]) > 1:
             m.add_no_overlap(per_proc_iv[p])
+        # redundant: a processor's load fits in the makespan (tightens the LP relaxation under a budget)
+        load = [g.dur[v][k] * x[v][k] for v in range(g.n) for k in range(len(x[v])) if g.opt_proc[v][k] == p and g.dur[v][k]]
+        if len(load) > 1:
+            m.add(M >= sum(load))
     z: dict[tuple[int, int, int], Any] = {}
     t_energy_terms = []
     for e, (u, v) in enumerate(g.edges):
@@ -222,18 +231,31 @@ class CpSatSolver(Solver):
     description = "OR-Tools CP-SAT, flexible job shop with flow-conservation transfer literals"
 
     def _solve(self, problem: Problem, *, time_limit_s: float, params: dict[str, Any] | None = None,
-               hint: bool | Plan = True, **_: Any) -> Plan:
+               hint: bool | str | Plan = DEFAULT_WARM_START, **_: Any) -> Plan:
         t0 = time.perf_counter()
         hint_plan = None
+        if not (isinstance(hint, (bool, Plan)) or hint == "cutoff"):
+            raise SolverError(f"cpsat: hint={hint!r}; expected True (add_hint), False, 'cutoff' or a Plan")
         if hint is True:
             from deepx_opt.solvers.heuristics import best_heuristic_plan
 
             hint_plan = best_heuristic_plan(problem)
         elif isinstance(hint, Plan) and hint.status.has_plan:
             hint_plan = hint
+        elif hint == "cutoff":
+            from deepx_opt.solvers.heuristics import best_heuristic_plan
+
+            hint_plan = best_heuristic_plan(problem)
         cm = build_model(problem)
         if hint_plan is not None:
-            _add_hint(cm, problem, hint_plan)
+            if hint == "cutoff":
+                # the heuristic's value bounds the objective instead of steering the search
+                if problem.goal == "min_energy":
+                    cm.model.add(cm.energy <= int(round(hint_plan.objective / ENERGY_UNIT_UJ)))
+                else:
+                    cm.model.add(cm.makespan <= int(round(hint_plan.objective / TIME_UNIT_US)))
+            else:
+                _add_hint(cm, problem, hint_plan)
         remaining = max(0.05, time_limit_s - (time.perf_counter() - t0))
         status, solver = solve_model(cm, remaining, params)
         elapsed = time.perf_counter() - t0

@@ -137,6 +137,9 @@ class GreedyCompression(Solver):
                 for k, p in enumerate(g.opt_proc[v]):
                     if p != g.opt_proc[v][k0] or k == k0 or (v, k) in tabu:
                         continue
+                    dacc_raw = g.acc[v][k] - g.acc[v][k0]
+                    if g.acc_limit is not None and dacc_raw > 0 and ev.totals.acc + dacc_raw > g.acc_limit:
+                        continue  # never buy a budget with a broken accuracy limit
                     gain = self._estimated_relief(g, ev, v, k0, k)
                     if gain <= 0:
                         continue
@@ -231,7 +234,7 @@ class Heft(Solver):
     duration; on each processor a layer's candidate is its fastest option whose loss fits its share (the
     least-loss option on that processor if none fits; the fastest option when there is no limit). Then
     classic HEFT: layers by decreasing upward rank (ties: layer order), each placed on the processor giving
-    the earliest finish (plus its output transfer to the host, if it produces model outputs), using the
+    the earliest finish among those whose memory still holds the layer (all, if none does) (plus its output transfer to the host, if it produces model outputs), using the
     earliest idle slot that fits (insertion policy). Ties go to the processor listed first.
     """
 
@@ -273,10 +276,15 @@ class Heft(Solver):
         choice = [0] * g.n
         start = [0] * g.n
         finish = [0] * g.n
+        mem_w = [0] * len(g.procs)
+        mem_ws = [0] * len(g.procs)
         for v in order:
             best = None
+            fits_any = any(
+                k is not None and self._fits(g, p, k, v, mem_w, mem_ws) for p, k in enumerate(cands[v])
+            )
             for p, k in enumerate(cands[v]):
-                if k is None:
+                if k is None or (fits_any and not self._fits(g, p, k, v, mem_w, mem_ws)):
                     continue
                 ready = g.in_time[v][p]
                 for u, e in g.preds[v]:
@@ -291,10 +299,17 @@ class Heft(Solver):
                 if best is None or eft < best[0]:
                     best = (eft, p, k, s)
             _, p, k, s = best
+            mem_w[p] += g.weight[v][k]
+            mem_ws[p] = max(mem_ws[p], g.workspace[v][k])
             choice[v], start[v], finish[v] = k, s, s + g.dur[v][k]
             busy[p].append((s, finish[v]))
             busy[p].sort()
         return choice, start, rank, order
+
+    @staticmethod
+    def _fits(g: Grid, p: int, k: int, v: int, mem_w: list[int], mem_ws: list[int]) -> bool:
+        cap = g.cap[p]
+        return cap is None or mem_w[p] + g.weight[v][k] + max(mem_ws[p], g.workspace[v][k]) <= cap
 
     def _solve(self, problem: Problem, *, time_limit_s: float, **_: Any) -> Plan:
         choice, start, _, _ = self.schedule(problem.grid)

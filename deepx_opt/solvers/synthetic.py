@@ -2,7 +2,7 @@
 
 Costs follow a simple device story: each processor has a speed (flop/µs), a fixed per-layer overhead
 (µs), an active power (W) and an idle power (W); an option at rank fraction f of a layer with F flops
-lasts ``overhead + f·F/speed`` µs and costs ``power × duration`` µJ; its weights shrink by f and its
+lasts ``overhead + a·f·F/speed`` µs (a: a random log-normal affinity of the layer for the processor) and costs ``power × duration`` µJ; its weights shrink by f and its
 accuracy loss grows as ``sensitivity × 4 × (1 − f)²`` points. A "remote" processor is fast but behind a
 slow, costly link, which is the DeepX / Neurosurgeon trade-off.
 
@@ -88,9 +88,11 @@ def make_problem(
         sens = rng.uniform(0.05, 1.0)
         opts = []
         for s in specs:
+            # how well this kind of layer suits this processor (conv vs. fully-connected, ...)
+            affinity = rng.lognormvariate(0.0, 0.7)
             for r in range(n_ranks):
                 f = _RANK_FRACTIONS[r]
-                dur = s.overhead_us + f * flops / s.flops_per_us
+                dur = s.overhead_us + affinity * f * flops / s.flops_per_us
                 opts.append(
                     Option(
                         id=f"L{v}@{s.name}" + ("" if r == 0 else f":r{r}"),
@@ -161,3 +163,43 @@ def dag_problem(n: int, *, width: int = 3, seed: int = 0, **kw) -> Problem:
         if u not in srcs:
             edges.add((u, rng.randint(u + 1, min(n - 1, u + 2 * width))))
     return make_problem(kw.pop("name", f"dag{n}"), n, sorted(edges), seed=seed, **kw)
+
+
+def benchmark_problems() -> dict[str, Problem]:
+    """The synthetic benchmark instances (benchmarks/solvers_*.py), with budgets that bind.
+
+    Budgets are set from heuristics only (deterministic, no exact solve): the latency budget lies
+    between the HEFT makespan (fast) and the makespan of the greedy least-energy plan (slow); the energy
+    budget of the min-latency variant likewise between the two plans' energies.
+    """
+    from deepx_opt.solvers.heuristics import GreedyCompression, Heft
+
+    def between(p: Problem, frac: float) -> tuple[float, float]:
+        fast = Heft().solve(p.replace(goal="min_latency"))
+        cheap = GreedyCompression().solve(p.replace(goal="min_energy"))
+        lat = fast.makespan_us + frac * (cheap.makespan_us - fast.makespan_us)
+        en = fast.energy_uj + (1 - frac) * (cheap.energy_uj - fast.energy_uj)
+        return lat, en
+
+    local = ("cpu", "gpu", "dsp")
+    out: dict[str, Problem] = {}
+    chain = chain_problem(25, seed=1, n_ranks=4, max_accuracy_loss=3.0, processors=local, name="chain25")
+    lat, en = between(chain, 0.1)
+    out["chain25_min_energy"] = chain.replace(name="chain25_min_energy", latency_budget_us=round(lat, 1))
+    out["chain25_min_latency"] = chain.replace(name="chain25_min_latency", goal="min_latency",
+                                               energy_budget_uj=round(en, 1))
+    remote = chain_problem(25, seed=1, n_ranks=4, max_accuracy_loss=3.0, name="chain25_remote")
+    lat, _ = between(remote, 0.1)
+    out["chain25_remote_min_energy"] = remote.replace(latency_budget_us=round(lat, 1))
+    br = branches_problem(50, seed=2, n_ranks=4, max_accuracy_loss=4.0, processors=local, name="branches2x50")
+    lat, _ = between(br, 0.1)
+    out["branches2x50_min_energy"] = br.replace(name="branches2x50_min_energy", latency_budget_us=round(lat, 1))
+    dag = dag_problem(120, seed=3, n_ranks=4, max_accuracy_loss=5.0, processors=local, name="dag120")
+    dense_gpu = sum(max(o.weight_bytes for o in layer.options if o.processor == "gpu") for layer in dag.layers)
+    lat, _ = between(dag, 0.3)  # HEFT ignores memory: budgets from the uncapped instance
+    out["dag120_min_energy"] = dag.replace(name="dag120_min_energy", latency_budget_us=round(lat, 1))
+    dag = make_problem("dag120", 120, [(dag.layer_index[e.src], dag.layer_index[e.dst]) for e in dag.edges],
+                       seed=3, n_ranks=4, max_accuracy_loss=5.0, processors=local,
+                       memory_bytes={"gpu": dense_gpu // 2})
+    out["dag120_memcap_min_energy"] = dag.replace(name="dag120_memcap_min_energy", latency_budget_us=round(lat, 1))
+    return out

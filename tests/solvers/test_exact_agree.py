@@ -26,7 +26,7 @@ def _agree(prob, names, record=True):
     return plans
 
 
-@settings(max_examples=30, **SETTINGS)
+@settings(max_examples=60, **SETTINGS)
 @given(small_problems(max_layers=5, chain=False))
 def test_exact_solvers_agree_on_dags(prob):
     names = [n for n in ("cpsat", "pulp_cbc", "pulp_highs", "brute", "dp") if n in list_solvers(prob, kind="exact")]
@@ -34,14 +34,14 @@ def test_exact_solvers_agree_on_dags(prob):
     _agree(prob, names)
 
 
-@settings(max_examples=20, **SETTINGS)
+@settings(max_examples=40, **SETTINGS)
 @given(small_problems(max_layers=8, chain=True, max_options=4))
 def test_dp_matches_milps_on_chains(prob):
     names = ["dp", "cpsat", "pulp_highs" if "pulp_highs" in list_solvers(prob) else "pulp_cbc"]
     _agree(prob, names)
 
 
-@settings(max_examples=15, **SETTINGS)
+@settings(max_examples=30, **SETTINGS)
 @given(small_problems(max_layers=6, chain=False))
 def test_exact_never_worse_than_heuristics(prob):
     best = get_solver("cpsat").solve(prob, time_limit_s=30)
