@@ -13,9 +13,11 @@ What it does:
 2. checks a few ops on every GPU device against the numpy reference backend;
 3. GEMM GFLOP/s of both kernels (tiled: the GPU default; blocked) on square sizes, against the fp32 peak
    = SMs × fp32 lanes per SM (from the compute capability) × 2 × max clock;
-4. NVML energy: board energy and mean power over a ~2 s GEMM loop (GFLOP/J), and per inference of zoo
-   AlexNet run dense on the GPU through ``execute_graph`` (whose report reads the same NVML counter),
-   with onnxruntime (CPU) as the correctness reference.
+4. a sweep of the tiled GEMM's tile shapes (and split-K on/off) on square and AlexNet-like shapes;
+5. NVML energy: board energy and mean power over a ~2 s GEMM loop (GFLOP/J), and per inference of zoo
+   AlexNet and SVHN run on the GPU (dense, and split GPU + CPU) through ``execute_graph``, whose report
+   measures total and above-idle board energy per run over a >= 1 s window of back-to-back runs, with
+   onnxruntime (CPU) as the correctness reference.
 
 Prints tables and writes ``runtime_gpu.json`` to ``--out``.
 """
@@ -146,6 +148,52 @@ def gemm_table(be, dev, sizes, reps) -> list[dict]:
     return rows
 
 
+#: tiles tried by the sweep: (TM, TN, WM, WN, BK)
+SWEEP_TILES = [(128, 128, 8, 8, 8), (128, 128, 8, 8, 16), (128, 128, 8, 8, 4), (64, 128, 4, 8, 16),
+               (64, 128, 4, 8, 8), (128, 64, 8, 4, 8), (64, 64, 4, 4, 16), (64, 64, 4, 4, 8)]
+#: GEMM shapes (M, N, K) of AlexNet at batch 1 (conv im2col GEMMs, fc layers) and odd sizes
+MODEL_SHAPES = [(96, 3025, 363), (256, 729, 2400), (384, 169, 2304), (256, 169, 3456), (1, 4096, 9216),
+                (1000, 1000, 1000), (1023, 2047, 1025)]
+
+
+def gemm_sweep(be, dev, sizes, reps, tiles=SWEEP_TILES, shapes=MODEL_SHAPES) -> list[dict]:
+    """GFLOP/s of the tiled GEMM per explicit tile on square sizes and on model-like shapes (checked
+    against numpy in float64), plus the automatic tile choice."""
+    from deepx_opt.runtime.backends.opencl import OpenCLBackend
+
+    peak, _ = fp32_peak_gflops(dev)
+    idx = int(be.name.split(":")[1])
+    rows = []
+    problems = [(n, n, n) for n in sizes] + list(shapes)
+    rng = np.random.default_rng(1)
+    data = {}
+    for M, N, K in problems:
+        a = rng.standard_normal((M, K)).astype(np.float32)
+        b = rng.standard_normal((K, N)).astype(np.float32)
+        data[(M, N, K)] = (a, b, (a.astype(np.float64) @ b.astype(np.float64)) if M * N * K <= 2**33 else None)
+    for tile, split in [(None, True), (None, False)] + [(t, False) for t in tiles]:
+        b2 = OpenCLBackend(idx, gemm_variant="tiled", gemm_tile=tile)
+        b2.split_k = split
+        for M, N, K in problems:
+            a, b, ab = data[(M, N, K)]
+            A, B = b2.upload(a), b2.upload(b)
+            attrs = dict(alpha=1.0, beta=1.0, transA=0, transB=0)
+            c = b2.download(b2.run("Gemm", [A, B], attrs)[0])
+            err = float(np.max(np.abs(c - ab)) / np.max(np.abs(ab))) if ab is not None else None
+
+            def go():
+                b2.run("Gemm", [A, B], attrs)
+                b2.synchronize()
+
+            tmin, tmed = _time(go, reps)
+            g = 2 * M * N * K / tmin / 1e9
+            name = ("auto:" + ("gemv" if M <= 8 and split else "x".join(map(str, b2.tile_for(M, N))))
+                    + ("+splitK" if split else "") if tile is None else "x".join(map(str, tile)))
+            rows.append(dict(tile=name, M=M, N=N, K=K, gflops=g,
+                             frac_of_peak=(g / peak) if peak else None, rel_err=err))
+    return rows
+
+
 def nvml_gemm_energy(be, n=4096, seconds=2.0) -> dict:
     try:
         import pynvml
@@ -198,7 +246,9 @@ def model_run(proc: str, name: str, reps: int, split_with: str | None = None) ->
     err = max(float(np.max(np.abs(outs[o] - r))) for o, r in zip(model.outputs, ref))
     label = proc if split_with is None else f"{proc}+{split_with}"
     return dict(model=name, processor=label, transfer_bytes=rep.transfer_bytes, latency_us=rep.latency_us, latency_us_min=rep.latency_us_min,
-                energy_uj=rep.energy_uj, energy_source=rep.energy_source, max_abs_err=err,
+                energy_uj=rep.energy_uj, energy_dynamic_uj=rep.energy_dynamic_uj, idle_power_w=rep.idle_power_w,
+                energy_runs=rep.energy_runs, energy_window_s=rep.energy_window_s,
+                energy_source=rep.energy_source, max_abs_err=err,
                 blocks_us={k: b.latency_us for k, b in rep.blocks.items()}, notes=rep.notes)
 
 
@@ -207,7 +257,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="bench-out")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--models", nargs="+", default=["alexnet"])
+    ap.add_argument("--models", nargs="+", default=["alexnet", "svhn"])
+    ap.add_argument("--sections", nargs="+", default=["ops", "gemm", "sweep", "energy", "models"],
+                    help="parts to run (ops gemm sweep energy models)")
     ap.add_argument("--require-gpu", action="store_true", help="exit 1 when no OpenCL GPU works (default: skip, exit 0)")
     args = ap.parse_args(argv)
     result: dict = {"icd": ensure_nvidia_icd()}
@@ -228,17 +280,25 @@ def main(argv=None) -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         Path(args.out, "runtime_gpu.json").write_text(json.dumps(result, indent=1))
         return 1 if args.require_gpu else 0
-    result["ops"], result["gemm"], result["energy"], result["models"] = [], [], [], []
+    result["ops"], result["gemm"], result["sweep"], result["energy"], result["models"] = [], [], [], [], []
+    sec = set(args.sections)
     for i in gpus:
         be = get_backend(f"opencl:{i}")
-        result["ops"] += check_ops(be)
-        result["gemm"] += gemm_table(be, be.device, args.sizes, args.reps)
-        result["energy"].append(nvml_gemm_energy(be))
+        if "ops" in sec:
+            result["ops"] += check_ops(be)
+        if "gemm" in sec:
+            result["gemm"] += gemm_table(be, be.device, args.sizes, args.reps)
+        if "sweep" in sec:
+            result["sweep"] += gemm_sweep(be, be.device, args.sizes, args.reps)
+        if "energy" in sec:
+            result["energy"].append(nvml_gemm_energy(be))
+        if "models" in sec:
+            for m in args.models:
+                result["models"].append(model_run(be.name, m, 20))
+                result["models"].append(model_run(be.name, m, 10, split_with="cpu"))
+    if "models" in sec:
         for m in args.models:
-            result["models"].append(model_run(be.name, m, 20))
-            result["models"].append(model_run(be.name, m, 10, split_with="cpu"))
-    for m in args.models:
-        result["models"].append(model_run("cpu", m, 5))
+            result["models"].append(model_run("cpu", m, 5))
     print("\n== op check vs numpy backend")
     for r in result["ops"]:
         print(f"{r['device']:10s} {r['op']:8s} rel_err {r['rel_err']:.2e} {'ok' if r['ok'] else 'MISMATCH'}")
@@ -246,18 +306,29 @@ def main(argv=None) -> int:
     for r in result["gemm"]:
         frac = f"{100 * r['frac_of_peak']:.1f}% of {r['fp32_peak_gflops']:.0f}" if r["frac_of_peak"] else "-"
         print(f"{r['device']:10s} {r['variant']:8s} n={r['n']:5d} {r['gflops']:9.1f} GFLOP/s ({frac})")
+    print("\n== tiled GEMM per tile (TMxTNxWMxWNxBK), rel_err vs float64 numpy")
+    for r in result["sweep"]:
+        frac = f"{100 * r['frac_of_peak']:5.1f}%" if r["frac_of_peak"] else "-"
+        err = f"{r['rel_err']:.1e}" if r["rel_err"] is not None else "-"
+        print(f"{r['tile']:22s} {r['M']:5d}x{r['N']:5d}x{r['K']:5d} {r['gflops']:9.1f} GFLOP/s {frac}  err {err}")
     print("\n== NVML energy, GEMM loop")
     for r in result["energy"]:
         print(r)
     print("\n== models")
     for r in result["models"]:
-        e = f"{r['energy_uj'] / 1e3:.2f} mJ ({r['energy_source']})" if r["energy_uj"] is not None else "energy -"
-        print(f"{r['model']:10s} {r['processor']:10s} {r['latency_us'] / 1e3:8.2f} ms  {e}  max err {r['max_abs_err']:.1e}")
+        e = (f"{r['energy_uj'] / 1e3:8.2f} mJ/run total, {r['energy_dynamic_uj'] / 1e3:8.2f} above "
+             f"{r['idle_power_w']:.0f} W idle ({r['energy_source']}, {r['energy_runs']} runs "
+             f"in {r['energy_window_s']:.2f} s)" if r["energy_uj"] is not None else "energy -")
+        print(f"{r['model']:10s} {r['processor']:18s} {r['latency_us'] / 1e3:8.2f} ms  {e}  max err {r['max_abs_err']:.1e}")
+        top = sorted(r["blocks_us"].items(), key=lambda kv: -kv[1])[:6]
+        print("    slowest blocks: " + ", ".join(f"{k} {v:.0f} us" for k, v in top))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "runtime_gpu.json").write_text(json.dumps(result, indent=1, default=str))
     print(f"\nwrote {out / 'runtime_gpu.json'}")
-    return 0 if all(r["ok"] for r in result["ops"]) else 1
+    ok = all(r["ok"] for r in result["ops"]) and all(r["rel_err"] is None or r["rel_err"] < 1e-5
+                                                     for r in result["sweep"])
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

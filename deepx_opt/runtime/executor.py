@@ -18,8 +18,10 @@ of resident weights plus live activations the executor held there (activations a
 reader).
 
 Energy: measured only through NVML's total-energy counter when ``pynvml`` imports and an NVIDIA OpenCL device
-is used (``energy_source="nvml"``, GPU board energy during the timed repeats, per repeat); otherwise
-``energy_uj`` is ``None`` and ``energy_source="none"`` (model it from a profile instead).
+is used (``energy_source="nvml"``); otherwise ``energy_uj`` is ``None`` and ``energy_source="none"`` (model
+it from a profile instead). The counter updates only every ~20–100 ms, so the timed runs continue for at
+least ``energy_window_s`` between two observed counter updates; ``energy_uj`` is the total board energy
+per run, ``energy_dynamic_uj`` the part above the idle power measured before the runs (see RunReport).
 
 Example
 -------
@@ -97,6 +99,12 @@ class RunReport:
     ``transfer_bytes`` and ``transfer_us`` are per run (cross-processor edges only); ``input_bytes`` /
     ``output_bytes`` are the host → processor and processor → host copies of graph inputs and outputs.
     ``predicted`` holds the plan's predictions when the run came from :func:`execute`.
+
+    Energy (``energy_source="nvml"``): ``energy_uj`` is the *total* board energy of the NVIDIA GPU(s) per
+    run, averaged over ``energy_runs`` back-to-back runs spanning ``energy_window_s`` seconds (at least
+    the ``repeat`` runs). ``idle_power_w`` is the board's idle power measured just before (warm-up
+    excluded), ``energy_idle_uj`` = idle power × wall time per run, and ``energy_dynamic_uj`` =
+    ``energy_uj − energy_idle_uj``, the energy above idle that the run caused. All None/0 without NVML.
     """
 
     model: str
@@ -124,6 +132,11 @@ class RunReport:
     energy_source: str
     predicted: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    energy_idle_uj: float | None = None
+    energy_dynamic_uj: float | None = None
+    idle_power_w: float | None = None
+    energy_runs: int = 0
+    energy_window_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -157,7 +170,10 @@ class RunReport:
             f"(min {self.latency_us_min / 1e3:.3f}, max {self.latency_us_max / 1e3:.3f}) on {', '.join(self.processors)}",
             f"cross-processor copies: {self.transfer_bytes} B in {self.transfer_us:.0f} us per run; "
             f"peak RSS {self.peak_rss_bytes / 2**20:.1f} MiB; energy "
-            + (f"{self.energy_uj:.0f} uJ ({self.energy_source})" if self.energy_uj is not None else "not measured"),
+            + (f"{self.energy_uj:.0f} uJ per run ({self.energy_source}, total board"
+               + (f"; {self.energy_dynamic_uj:.0f} uJ above the {self.idle_power_w:.1f} W idle"
+                  if self.energy_dynamic_uj is not None else "") + ")"
+               if self.energy_uj is not None else "not measured"),
         ]
         return "\n".join(lines)
 
@@ -226,11 +242,27 @@ class _PeakRss:
 
 
 class _NvmlEnergy:
-    """NVML total-energy counter of the NVIDIA GPUs behind the used OpenCL devices (mJ → µJ)."""
+    """Board energy of the NVIDIA GPUs behind the used OpenCL devices, from NVML's total-energy counter.
 
-    def __init__(self, backends: Sequence[Backend]) -> None:
-        self.handles = []
+    The counter (mJ) advances only every ~20–100 ms, so reading it around a few millisecond-long runs
+    quantises to zero or to a whole update's worth. :meth:`measure` therefore starts at an observed counter
+    update, keeps running timed repeats until at least ``window_s`` has passed (and ``min_runs`` ran), then
+    runs on until the counter updates again and divides the energy between the two updates by the runs in
+    between (error about one run's share, e.g. < 0.5 % for a 3 ms run over 1 s). :meth:`idle_power_w`
+    measures the idle board power the same way over a quiet window.
+
+    ``read_mj``/``power_mw``/``clock``/``sleep`` replace NVML and the clock (tests drive a simulated counter).
+    """
+
+    def __init__(self, backends: Sequence[Backend] = (), *, read_mj=None, power_mw=None,
+                 clock=time.perf_counter, sleep=time.sleep) -> None:
+        self.handles: list = []
         self.reason = "no NVIDIA OpenCL device in the placement"
+        self._clock, self._sleep = clock, sleep
+        self._read_mj, self._power_mw = read_mj, power_mw
+        if read_mj is not None:
+            self.handles = ["injected"]
+            return
         nvidia = [b for b in backends if b.kind == "gpu" and "nvidia" in getattr(getattr(b, "info", None), "label", "").lower()]
         if not nvidia:
             return
@@ -241,15 +273,65 @@ class _NvmlEnergy:
             # OpenCL does not expose the PCI bus id portably; with one NVIDIA GPU per process (the usual
             # case) the order of NVIDIA devices in the OpenCL platform matches NVML's index order.
             count = pynvml.nvmlDeviceGetCount()
-            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(min(count, len(nvidia)))]
-            self._nvml = pynvml
-            self.read()
+            handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(min(count, len(nvidia)))]
+            self._read_mj = lambda: sum(float(pynvml.nvmlDeviceGetTotalEnergyConsumption(h)) for h in handles)
+            self._power_mw = lambda: sum(float(pynvml.nvmlDeviceGetPowerUsage(h)) for h in handles)
+            self._read_mj()
+            self.handles = handles
         except Exception as exc:  # ImportError, NVMLError, missing counter support
             self.handles = []
             self.reason = f"NVML unavailable ({type(exc).__name__}: {exc})"
 
     def read(self) -> float:
-        return sum(float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(h)) for h in self.handles) * 1e3
+        """Total-energy counter, µJ."""
+        return self._read_mj() * 1e3
+
+    def power_mw(self) -> float | None:
+        """NVML's own power reading (mW; on recent GPUs an average over the last second), or None."""
+        try:
+            return self._power_mw() if self._power_mw is not None else None
+        except Exception:  # NVMLError: not supported
+            return None
+
+    def wait_tick(self, timeout_s: float = 0.5, poll_s: float = 1e-3) -> tuple[float, float, bool]:
+        """Poll until the counter changes: ``(value_uj, time_s, ticked)`` (``ticked`` False on timeout)."""
+        e_prev = self.read()
+        t_end = self._clock() + timeout_s
+        while True:
+            e, t = self.read(), self._clock()
+            if e != e_prev:
+                return e, t, True
+            if t >= t_end:
+                return e, t, False
+            self._sleep(poll_s)
+
+    def idle_power_w(self, window_s: float = 0.3) -> float:
+        """Mean board power with nothing submitted, over ≥ ``window_s`` between two counter updates."""
+        e0, t0, _ = self.wait_tick()
+        while self._clock() - t0 < window_s:
+            self._sleep(min(0.01, window_s))
+        e1, t1, _ = self.wait_tick()
+        return (e1 - e0) / 1e6 / max(t1 - t0, 1e-9)
+
+    def measure(self, run, min_runs: int, window_s: float, max_extra_s: float = 0.5) -> dict[str, Any]:
+        """Call ``run()`` back to back from one counter update until ≥ ``window_s`` and ≥ ``min_runs``
+        runs, then until the next update. Returns runs, seconds, energy_uj (total over the runs) and
+        whether both ends were counter updates (``aligned``)."""
+        e0, t0, ok0 = self.wait_tick()
+        n, e_w, t_w = 0, None, None
+        while True:
+            run()
+            n += 1
+            now = self._clock()
+            if n < min_runs or now - t0 < window_s:
+                continue
+            e = self.read()
+            if e_w is None:
+                e_w, t_w = e, now
+            elif e != e_w:
+                return dict(runs=n, seconds=now - t0, energy_uj=e - e0, aligned=ok0)
+            if now - t_w > max_extra_s:
+                return dict(runs=n, seconds=now - t0, energy_uj=e - e0, aligned=False)
 
 
 # ----------------------------------------------------------------------------------------- execution
@@ -620,7 +702,8 @@ class _Executor:
 
 def execute_graph(model, placement: Mapping[str, str], inputs: Mapping[str, np.ndarray], *, repeat: int = 1,
                   warmup: int = 1, backend_options: Mapping[str, Mapping[str, Any]] | None = None,
-                  priority: Mapping[str, float] | None = None) -> tuple[dict[str, np.ndarray], RunReport]:
+                  priority: Mapping[str, float] | None = None,
+                  energy_window_s: float = 1.0) -> tuple[dict[str, np.ndarray], RunReport]:
     """Run ``model`` with each layer on the processor ``placement`` names; return outputs and a report.
 
     Parameters
@@ -637,6 +720,9 @@ def execute_graph(model, placement: Mapping[str, str], inputs: Mapping[str, np.n
         Options for a dedicated backend instance, e.g. ``{"cpu": {"threads": 1}}``.
     priority : mapping layer → number, optional
         Order among ready layers of one processor (lower first), e.g. a plan's start times.
+    energy_window_s : float
+        When NVML energy is measured: timed runs continue until at least this long (and ``repeat`` runs)
+        so that the coarse energy counter resolves one run (latency statistics use the first ``repeat``).
 
     Returns
     -------
@@ -661,15 +747,26 @@ def execute_graph(model, placement: Mapping[str, str], inputs: Mapping[str, np.n
     backends = {p: (get_backend(p, **options[p]) if options.get(p) else get_backend(p)) for p in procs}
     ex = _Executor(model, canon, backends, priority)
     ex.upload_weights()
-    for _ in range(int(warmup)):
-        ex.run_once(host_inputs)
     energy = _NvmlEnergy(list(backends.values()))
     runs = []
+    meas = None
+    idle_w = idle_nvml_mw = None
+    if energy.handles:
+        idle_nvml_mw = energy.power_mw()
+        idle_w = energy.idle_power_w(min(0.3, max(float(energy_window_s), 0.05)))
+    for _ in range(int(warmup)):
+        ex.run_once(host_inputs)
     with _PeakRss() as rss:
-        e0 = energy.read() if energy.handles else None
-        for _ in range(int(repeat)):
-            runs.append(ex.run_once(host_inputs))
-        e1 = energy.read() if energy.handles else None
+        if energy.handles:
+            def one() -> None:
+                r = ex.run_once(host_inputs)
+                if len(runs) < int(repeat):
+                    runs.append(r)
+
+            meas = energy.measure(one, int(repeat), float(energy_window_s))
+        else:
+            for _ in range(int(repeat)):
+                runs.append(ex.run_once(host_inputs))
     lat = [r["latency_us"] for r in runs]
     last = runs[-1]
     per_block = {v: [r["blocks"][v][1] - r["blocks"][v][0] for r in runs] for v in model.layers()}
@@ -682,8 +779,21 @@ def execute_graph(model, placement: Mapping[str, str], inputs: Mapping[str, np.n
     q = np.percentile(lat, [25, 75]) if len(lat) > 1 else (lat[0], lat[0])
     peak_live = {p: ex.weight_bytes[p] + max(r["peak_live"][p] for r in runs) for p in procs}
     notes = []
-    if e0 is None:
+    energy_fields: dict[str, Any] = {}
+    if meas is None:
         notes.append(f"energy not measured: {energy.reason}")
+    else:
+        per_run_s = meas["seconds"] / meas["runs"]
+        e_run = meas["energy_uj"] / meas["runs"]
+        e_idle = idle_w * per_run_s * 1e6
+        energy_fields = dict(energy_uj=float(e_run), energy_idle_uj=float(e_idle),
+                             energy_dynamic_uj=float(e_run - e_idle), idle_power_w=float(idle_w),
+                             energy_runs=int(meas["runs"]), energy_window_s=float(meas["seconds"]))
+        notes.append(f"energy: NVML board energy over {meas['runs']} runs in {meas['seconds']:.3f} s "
+                     f"({meas['energy_uj'] / 1e6 / meas['seconds']:.1f} W mean), idle {idle_w:.1f} W "
+                     f"(NVML power reading before the runs: "
+                     + (f"{idle_nvml_mw / 1e3:.1f} W)" if idle_nvml_mw is not None else "n/a)")
+                     + ("" if meas["aligned"] else "; the counter did not update at both ends of the window"))
     report = RunReport(
         model=model.name,
         placement=dict(canon),
@@ -706,9 +816,10 @@ def execute_graph(model, placement: Mapping[str, str], inputs: Mapping[str, np.n
         peak_live_bytes=peak_live,
         peak_rss_bytes=int(rss.peak),
         mem_source=rss.source,
-        energy_uj=(float(e1 - e0) / int(repeat)) if e0 is not None else None,
-        energy_source="nvml" if e0 is not None else "none",
+        energy_uj=energy_fields.pop("energy_uj", None),
+        energy_source="nvml" if meas is not None else "none",
         notes=notes,
+        **energy_fields,
     )
     return dict(last["outputs"]), report
 
@@ -716,7 +827,8 @@ def execute_graph(model, placement: Mapping[str, str], inputs: Mapping[str, np.n
 def execute(plan, model, inputs: Mapping[str, np.ndarray], *, processor_map: Mapping[str, str] | None = None,
             repeat: int = 1, warmup: int = 1, rlc_method: str = "weight",
             backend_options: Mapping[str, Mapping[str, Any]] | None = None,
-            factorizers: Mapping[str, Any] | None = None) -> tuple[dict[str, np.ndarray], RunReport]:
+            factorizers: Mapping[str, Any] | None = None,
+            energy_window_s: float = 1.0) -> tuple[dict[str, np.ndarray], RunReport]:
     """Run a solver's :class:`~deepx_opt.solvers.plan.Plan` on ``model`` (the dense ModelGraph it was made for).
 
     Each layer runs at ``plan.assignments[layer].rank`` (RLC factorisation applied with
@@ -742,7 +854,8 @@ def execute(plan, model, inputs: Mapping[str, np.ndarray], *, processor_map: Map
     placement = {v: pmap.get(a.processor, a.processor) for v, a in plan.assignments.items()}
     priority = {v: a.start_us for v, a in plan.assignments.items()}
     outputs, report = execute_graph(run_model, placement, inputs, repeat=repeat, warmup=warmup,
-                                    backend_options=backend_options, priority=priority)
+                                    backend_options=backend_options, priority=priority,
+                                    energy_window_s=energy_window_s)
     report.predicted = {
         "solver": plan.solver,
         "status": plan.status.value,

@@ -49,6 +49,19 @@ _MAXR = 6
 _PANEL_M, _PANEL_N = 6, 32
 #: below this many rows the blocked GEMM runs one GEMV per row (8-row panels would waste FMAs)
 _GEMV_ROWS = 4
+#: tile shapes of the register-blocked GPU GEMM (opencl_kernels.GEMM_TILED):
+#: (TM, TN, WM, WN, BK) = block tile rows × columns, outputs per work-item rows × columns, k-depth per stage
+#: Measured on an H200 (benchmarks/runtime_gpu.py): 128x128/BK 8 36 TFLOP/s at 4096³, 30 at 2048³;
+#: 64x128 and 64x64 best where 128x128 tiles leave SMs idle.
+TILE_CONFIGS: dict[str, tuple[int, int, int, int, int]] = {
+    "128x128": (128, 128, 8, 8, 8),
+    "64x128": (64, 128, 4, 8, 16),
+    "64x64": (64, 64, 4, 4, 16),
+}
+#: GEMMs of at most this many rows run the split-K GEMV kernel on the tiled (GPU) path
+_GPU_GEMV_ROWS = 8
+#: smallest K chunk of a split-K GEMM
+_SPLIT_K_MIN = 128
 _FLOAT_ONLY = {
     "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "Softmax",
     "LogSoftmax", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
@@ -103,6 +116,10 @@ class OpenCLBackend(Backend):
         Index into :func:`deepx_opt.runtime.opencl_probe.working_devices` (processor ``opencl:<index>``).
     gemm_variant : {"blocked", "tiled"}, optional
         GEMM kernel; default ``"tiled"`` on GPUs and ``"blocked"`` otherwise.
+    gemm_tile : str or tuple of 5 ints, optional
+        Tile of the ``"tiled"`` GEMM: a key of :data:`TILE_CONFIGS` or ``(TM, TN, WM, WN, BK)``
+        (WM, WN multiples of 4 dividing TM, TN). Default: per GEMM, the largest configuration that still
+        gives every compute unit a work-group (:meth:`tile_for`).
     zero_copy : bool, optional
         Wrap uploaded arrays with ``USE_HOST_PTR``; default True on CPU devices.
 
@@ -116,7 +133,7 @@ class OpenCLBackend(Backend):
     """
 
     def __init__(self, device_index: int = 0, *, gemm_variant: str | None = None,
-                 zero_copy: bool | None = None) -> None:
+                 zero_copy: bool | None = None, gemm_tile: str | Sequence[int] | None = None) -> None:
         if cl is None:
             raise BackendUnavailableError(f"the OpenCL backend needs pyopencl, which failed to import: {_IMPORT_ERROR}")
         from deepx_opt.runtime.opencl_probe import working_devices
@@ -141,11 +158,16 @@ class OpenCLBackend(Backend):
         if gemm_variant not in ("blocked", "tiled"):
             raise BackendError(f"gemm_variant must be 'blocked' or 'tiled', got {gemm_variant!r}")
         self.gemm_variant = gemm_variant
+        self.gemm_tile = None if gemm_tile is None else _check_tile(gemm_tile)
+        self.compute_units = int(self.device.max_compute_units)
         self.zero_copy = (self.kind == "cpu") if zero_copy is None else bool(zero_copy)
         self._kernels: dict[tuple, Any] = {}
         self._meta_cache: dict[tuple, Any] = {}
         self._wg_cache: dict[Any, int] = {}
         self._scratch = None
+        self._ws = None
+        #: split K across work-groups when the tile grid leaves compute units idle (tiled GEMM only)
+        self.split_k = True
         self._ops = {
             "Conv": self._conv, "Gemm": self._gemm, "MatMul": self._matmul,
             "BatchNormalization": self._batchnorm, "Relu": self._unary, "Sigmoid": self._unary,
@@ -186,8 +208,12 @@ class OpenCLBackend(Backend):
         if knl is not None:
             return knl
         if prog_key == "gemm":
-            src = K.GEMM_BLOCKED if self.gemm_variant == "blocked" else K.GEMM_TILED
-            prg = self._program(f"gemm-{self.gemm_variant}", src)
+            prg = self._program("gemm-blocked", K.GEMM_BLOCKED)
+        elif prog_key == "gemm-tiled":
+            tm, tn, wm, wn, bk = ctype
+            prg = self._program("gemm-tiled", K.GEMM_TILED,
+                                (f"-DTM={tm}", f"-DTN={tn}", f"-DWM={wm}", f"-DWN={wn}", f"-DBK={bk}",
+                                 "-cl-mad-enable"))
         elif prog_key == "float":
             prg = self._program("float", K.FLOAT_OPS)
         elif prog_key == "generic":
@@ -300,10 +326,11 @@ class OpenCLBackend(Backend):
                    b_packed: bool = False, a_packed: bool = False) -> None:
         """``C = act(alpha·A@B + beta·bias)``; A, B row-major (lda, ldb) or already packed in panels."""
         i32, f32 = np.int32, np.float32
-        knl = self._kernel("gemm", "gemm", [i32, i32, i32, None, i32, i32, None, i32, i32, None, i32, i32,
-                                            None, i32, i32, i32, i32, f32, f32, f32, f32])
+        gemm_types = [i32, i32, i32, None, i32, i32, None, i32, i32, None, i32, i32,
+                      None, i32, i32, i32, i32, f32, f32, f32, f32]
         lo, hi = bounds if bounds is not None else (-np.inf, np.inf)
         if self.gemm_variant == "blocked":
+            knl = self._kernel("gemm", "gemm", gemm_types)
             if not b_packed:
                 b, b_off = self._pack(b, b_off, ldb, 1, Kd, N), 0
             if not a_packed and M < _GEMV_ROWS:
@@ -322,10 +349,79 @@ class OpenCLBackend(Backend):
         else:
             if b_packed or a_packed:  # pragma: no cover - internal misuse
                 raise BackendError("packed operands are only produced for the blocked GEMM")
-            gsize, lsize = (_ceil_to(N, 32), _ceil_to(M, 32) // 4), (32, 4)
+            self._gemm_tiled(M, N, Kd, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, bias, bias_off, bias_sm,
+                             bias_sn, alpha, beta, lo, hi)
+            return
         bias_buf = bias.buf if bias is not None else a.buf
         knl(self.queue, gsize, lsize, M, N, Kd, a.buf, a_off, lda, b.buf, b_off, ldb, c.buf, c_off, ldc,
             bias_buf, bias_off, bias_sm, bias_sn, int(bias is not None), alpha, beta, lo, hi)
+
+    def _gemm_tiled(self, M, N, Kd, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, bias, bias_off, bias_sm,
+                    bias_sn, alpha, beta, lo, hi) -> None:
+        """The GPU GEMM: register-blocked tiles; split-K when the tile grid leaves compute units idle;
+        a split-K GEMV for at most 8 rows. Split partials go through a workspace and ``splitk_reduce``."""
+        i32, f32 = np.int32, np.float32
+        bias_buf = bias.buf if bias is not None else a.buf
+        has_bias = int(bias is not None)
+        if M <= _GPU_GEMV_ROWS and self.split_k:
+            # enough work-items (~2048 per compute unit) through K chunks of at least 64
+            s = max(1, min(-(-2048 * self.compute_units // max(N, 1)), -(-Kd // 64)))
+            kchunk = -(-Kd // s) if Kd else 1
+            s = max(1, -(-Kd // kchunk)) if Kd else 1
+            ws = self._workspace(s * M * N * 4)
+            knl = self._kernel("gemm-tiled", "gemv_part", [i32, i32, i32, None, i32, i32, None, i32, i32, None, i32],
+                               ctype=self.tile_for(M, N))
+            knl(self.queue, (_ceil_to(N, 64), s), (64, 1), M, N, Kd, a.buf, a_off, lda, b.buf, b_off, ldb, ws, kchunk)
+            self._splitk_reduce(ws, s, M, N, c, c_off, ldc, bias_buf, bias_off, bias_sm, bias_sn, has_bias,
+                                alpha, beta, lo, hi)
+            return
+        tile = self.tile_for(M, N)
+        tm, tn, wm, wn, bk = tile
+        knl = self._kernel("gemm-tiled", "gemm", [i32, i32, i32, None, i32, i32, None, i32, i32, None, i32, i32,
+                                                  None, i32, i32, i32, i32, f32, f32, f32, f32, i32], ctype=tile)
+        lsize = (tn // wn, tm // wm)
+        wgs = max(1, -(-N // tn)) * max(1, -(-M // tm))
+        s = 1
+        if self.split_k and wgs < self.compute_units and Kd >= 4 * _SPLIT_K_MIN:
+            s = min(-(-2 * self.compute_units // wgs), Kd // _SPLIT_K_MIN)
+        kchunk = -(-(-(-Kd // s)) // bk) * bk if Kd else bk
+        s = max(1, -(-Kd // kchunk))
+        gsize = (max(1, -(-N // tn)) * lsize[0], max(1, -(-M // tm)) * lsize[1], s)
+        if s == 1:
+            knl(self.queue, gsize, lsize + (1,), M, N, Kd, a.buf, a_off, lda, b.buf, b_off, ldb, c.buf, c_off, ldc,
+                bias_buf, bias_off, bias_sm, bias_sn, has_bias, alpha, beta, lo, hi, kchunk)
+            return
+        ws = self._workspace(s * M * N * 4)
+        knl(self.queue, gsize, lsize + (1,), M, N, Kd, a.buf, a_off, lda, b.buf, b_off, ldb, ws, 0, N,
+            a.buf, 0, 0, 0, 0, 1.0, 0.0, -np.inf, np.inf, kchunk)
+        self._splitk_reduce(ws, s, M, N, c, c_off, ldc, bias_buf, bias_off, bias_sm, bias_sn, has_bias,
+                            alpha, beta, lo, hi)
+
+    def _splitk_reduce(self, ws, s, M, N, c, c_off, ldc, bias_buf, bias_off, bias_sm, bias_sn, has_bias,
+                       alpha, beta, lo, hi) -> None:
+        i32, f32 = np.int32, np.float32
+        knl = self._kernel("gemm-tiled", "splitk_reduce", [None, i32, i32, None, i32, i32, i32, None, i32, i32,
+                                                           i32, i32, f32, f32, f32, f32], ctype=self.tile_for(M, N))
+        self._launch1d(knl, M * N, c.buf, c_off, ldc, ws, s, M, N, bias_buf, bias_off, bias_sm, bias_sn,
+                       has_bias, alpha, beta, lo, hi)
+
+    def _workspace(self, nbytes: int):
+        """Split-K partials (apart from the im2col scratch, which may hold the GEMM's B operand)."""
+        if self._ws is None or self._ws.size < nbytes:
+            self._ws = cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, max(nbytes, 4))
+        return self._ws
+
+    def tile_for(self, M: int, N: int) -> tuple[int, int, int, int, int]:
+        """Tile ``(TM, TN, WM, WN, BK)`` of the tiled GEMM for an ``M × N`` output: ``gemm_tile`` when set,
+        else the largest of :data:`TILE_CONFIGS` whose grid has at least one work-group per compute unit
+        (the smallest when none has)."""
+        if self.gemm_tile is not None:
+            return self.gemm_tile
+        configs = sorted(TILE_CONFIGS.values(), key=lambda c: -c[0] * c[1])
+        for cfg in configs:
+            if -(-M // cfg[0]) * -(-N // cfg[1]) >= self.compute_units:
+                return cfg
+        return configs[-1]
 
     def _pack_a(self, a: CLTensor, a_off: int, sm: int, sk: int, M: int, Kd: int,
                 out: CLTensor | None = None, out_off: int = 0) -> CLTensor:
@@ -704,6 +800,25 @@ class OpenCLBackend(Backend):
         knl = self._kernel("cast", "cast", [None, None, np.int32], src_dst=(src, dst, to == np.bool_))
         self._launch1d(knl, x.size, out.buf, x.buf, x.size)
         return [out]
+
+
+def _check_tile(tile: str | Sequence[int]) -> tuple[int, int, int, int, int]:
+    """A validated ``(TM, TN, WM, WN, BK)`` from a :data:`TILE_CONFIGS` key or a 5-tuple."""
+    if isinstance(tile, str):
+        if tile not in TILE_CONFIGS:
+            raise BackendError(f"gemm_tile {tile!r} is not one of {sorted(TILE_CONFIGS)} nor a 5-tuple")
+        return TILE_CONFIGS[tile]
+    try:
+        tm, tn, wm, wn, bk = (int(v) for v in tile)
+    except (TypeError, ValueError):
+        raise BackendError(f"gemm_tile must be a key of {sorted(TILE_CONFIGS)} or (TM, TN, WM, WN, BK), "
+                           f"got {tile!r}") from None
+    ok = (min(tm, tn, wm, wn, bk) > 0 and wm % 4 == 0 and wn % 4 == 0 and tm % wm == 0 and tn % wn == 0
+          and (tm // wm) * (tn // wn) <= 1024)
+    if not ok:
+        raise BackendError(f"gemm_tile {tile!r}: need WM, WN multiples of 4 dividing TM, TN and at most "
+                           f"1024 work-items (TM/WM · TN/WN)")
+    return tm, tn, wm, wn, bk
 
 
 def _fp64_pragma(*ctypes: str | None) -> str:

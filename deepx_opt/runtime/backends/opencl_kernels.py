@@ -5,7 +5,8 @@ Three programs:
 * ``GEMM_BLOCKED`` — register-blocked GEMM for CPU-like devices (PoCL): each work-item owns 6 rows ×
   32 columns in twelve ``float16`` accumulators; A and B are packed into panels so the inner loop streams
   two contiguous strips. GPU-style local-memory tiling is far slower on PoCL (docs/opencl.md).
-* ``GEMM_TILED`` — 32×32 local-memory tiles, 8 outputs per work-item, for GPUs.
+* ``GEMM_TILED`` — 2-D register-blocked local-memory GEMM for GPUs (tile shape set by build options;
+  ``opencl.TILE_CONFIGS``), e.g. 128×128 per work-group, 8×8 per work-item.
 * ``FLOAT_OPS`` — float32 compute kernels (im2col, depthwise conv, pooling, LRN, softmax, BN, unary ops).
 * ``GENERIC_OPS`` — data-movement and arithmetic kernels templated on the element type ``T``
   (broadcasting binary ops, permute, 2-D block copy for Concat, Pad) and ``CAST`` (``SRC`` → ``DST``).
@@ -177,42 +178,166 @@ __kernel void im2col_packed(__global float *cols, __global const float *x, const
 }
 """
 
+
+def _load_tile(t0: str) -> str:
+    """OpenCL statements: the next A and B stage (k from ``t0``) from global memory into registers."""
+    return f"""
+    #pragma unroll
+    for (int i = 0; i < NA; ++i) {{
+        const int e = tid + i * NT, r = e / BK, k = e % BK, gm = m0 + r, gk = ({t0}) + k;
+        ra[i] = (e < TM * BK && gm < M && gk < ke) ? Ag[gm * lda + gk] : 0.0f;
+    }}
+    #pragma unroll
+    for (int i = 0; i < NB; ++i) {{
+        const int e = tid + i * NT, k = e / TN, n = e % TN, gk = ({t0}) + k, gn = n0 + n;
+        rb[i] = (e < TN * BK && gk < ke && gn < N) ? Bg[gk * ldb + gn] : 0.0f;
+    }}
+"""
+
+
+def _store_tile(buf: str) -> str:
+    """OpenCL statements: the registers of one stage into local buffer ``buf`` (A transposed, k-major)."""
+    return f"""
+    #pragma unroll
+    for (int i = 0; i < NA; ++i) {{
+        const int e = tid + i * NT;
+        if (e < TM * BK) As[({buf}) * BK * LDAS + (e % BK) * LDAS + e / BK] = ra[i];
+    }}
+    #pragma unroll
+    for (int i = 0; i < NB; ++i) {{
+        const int e = tid + i * NT;
+        if (e < TN * BK) Bs[({buf}) * BK * LDBS + (e / TN) * LDBS + e % TN] = rb[i];
+    }}
+"""
+
+
+_GEMM_ARGS_RESTRICT = (GEMM_ARGS.replace("__global const float *A", "__global const float * restrict A")
+                       .replace("__global const float *B", "__global const float * restrict B"))
+
 GEMM_TILED = GEMM_EPILOGUE + """
-#define TS 32
-#define WPT 8
-#define RTS (TS / WPT)
-__kernel __attribute__((reqd_work_group_size(TS, RTS, 1)))
-void gemm(""" + GEMM_ARGS + """) {
-    const int lc = get_local_id(0);
-    const int lr = get_local_id(1);
-    const int col = get_group_id(0) * TS + lc;
-    const int row0 = get_group_id(1) * TS;
-    __local float As[TS][TS + 1];
-    __local float Bs[TS][TS + 1];
-    float acc[WPT];
-    for (int w = 0; w < WPT; ++w) acc[w] = 0.0f;
-    for (int t = 0; t < K; t += TS) {
-        for (int w = 0; w < WPT; ++w) {
-            const int r = lr + w * RTS;
-            const int am = row0 + r, ak = t + lc;
-            As[r][lc] = (am < M && ak < K) ? A[a_off + am * lda + ak] : 0.0f;
-            const int bk = t + r;
-            Bs[r][lc] = (bk < K && col < N) ? B[b_off + bk * ldb + col] : 0.0f;
+/* 2-D register-blocked GEMM for GPUs. Build options define the tile:
+   TM x TN  outputs per work-group (block tile), WM x WN outputs per work-item (WM, WN multiples of 4),
+   BK       the k-depth of one local-memory stage.
+   Work-group (TN/WN, TM/WM). Per stage, the work-group copies an A tile (TM x BK, stored k-major, i.e.
+   transposed) and a B tile (BK x TN) into local memory; double-buffered, with the next stage's global
+   loads issued into registers before the current stage's FMAs (one barrier per stage). Each work-item
+   reads, per k, WM/4 float4 of A and WN/4 float4 of B from local memory and does WM*WN FMAs. A work-item's
+   rows are {g*4*TY + ty*4 + q} and its columns {h*4*TX + tx*4 + r}: a warp's float4 reads of B cover
+   contiguous 16-byte words (no bank conflicts), those of A are broadcasts. Edge tiles: loads outside
+   M, N, K read zeros, stores outside M, N are skipped, so any M, N, K >= 0 and any lda/ldb/offsets work. */
+#define TX (TN / WN)
+#define TY (TM / WM)
+#define NT (TX * TY)
+#define LDAS (TM + 4)  /* local row pitch (floats); +4 keeps float4 alignment and staggers banks */
+#define LDBS (TN + 4)
+#define NA ((TM * BK + NT - 1) / NT)
+#define NB ((TN * BK + NT - 1) / NT)
+
+__kernel __attribute__((reqd_work_group_size(TX, TY, 1)))
+void gemm(""" + _GEMM_ARGS_RESTRICT + """, const int kchunk) {
+    const int tx = get_local_id(0), ty = get_local_id(1);
+    const int tid = ty * TX + tx;
+    const int m0 = get_group_id(1) * TM, n0 = get_group_id(0) * TN;
+    const int kb = get_group_id(2) * kchunk, ke = min(K, kb + kchunk);
+    __local float4 As4[2 * BK * LDAS / 4];
+    __local float4 Bs4[2 * BK * LDBS / 4];
+    __local float *As = (__local float *)As4;
+    __local float *Bs = (__local float *)Bs4;
+    __global const float *Ag = A + a_off;
+    __global const float *Bg = B + b_off;
+    float acc[WM][WN];
+    #pragma unroll
+    for (int i = 0; i < WM; ++i)
+        #pragma unroll
+        for (int j = 0; j < WN; ++j) acc[i][j] = 0.0f;
+    float ra[NA], rb[NB];
+
+""" + _load_tile("kb") + _store_tile("0") + """
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int cur = 0;
+    for (int t = kb; t < ke; t += BK) {
+        const int has_next = t + BK < ke;
+        if (has_next) {""" + _load_tile("t + BK") + """        }
+        __local const float4 *as = As4 + cur * (BK * LDAS / 4) + ty;
+        __local const float4 *bs = Bs4 + cur * (BK * LDBS / 4) + tx;
+        #pragma unroll
+        for (int k = 0; k < BK; ++k) {
+            float a[WM], b[WN];
+            #pragma unroll
+            for (int g = 0; g < WM / 4; ++g) {
+                const float4 v = as[k * (LDAS / 4) + g * TY];
+                a[4 * g] = v.x; a[4 * g + 1] = v.y; a[4 * g + 2] = v.z; a[4 * g + 3] = v.w;
+            }
+            #pragma unroll
+            for (int h = 0; h < WN / 4; ++h) {
+                const float4 v = bs[k * (LDBS / 4) + h * TX];
+                b[4 * h] = v.x; b[4 * h + 1] = v.y; b[4 * h + 2] = v.z; b[4 * h + 3] = v.w;
+            }
+            #pragma unroll
+            for (int i = 0; i < WM; ++i)
+                #pragma unroll
+                for (int j = 0; j < WN; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
         }
+        if (has_next) {""" + _store_tile("cur ^ 1") + """        }
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int k = 0; k < TS; ++k) {
-            const float b = Bs[k][lc];
-            for (int w = 0; w < WPT; ++w) acc[w] = fma(As[lr + w * RTS][k], b, acc[w]);
+        cur ^= 1;
+    }
+    #pragma unroll
+    for (int i = 0; i < WM; ++i) {
+        const int m = m0 + (i / 4) * 4 * TY + ty * 4 + i % 4;
+        if (m >= M) continue;
+        #pragma unroll
+        for (int j = 0; j < WN; ++j) {
+            const int n = n0 + (j / 4) * 4 * TX + tx * 4 + j % 4;
+            if (n < N)
+                store_out(C, c_off + get_group_id(2) * M * ldc + m * ldc + n, acc[i][j], bias, bias_off + m * bias_sm + n * bias_sn,
+                          has_bias, alpha, beta, lo, hi);
         }
-        barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (col >= N) return;
-    for (int w = 0; w < WPT; ++w) {
-        const int m = row0 + lr + w * RTS;
-        if (m < M)
-            store_out(C, c_off + m * ldc + col, acc[w], bias, bias_off + m * bias_sm + col * bias_sn,
-                      has_bias, alpha, beta, lo, hi);
+}
+
+/* split-K: the work-group grid's third dimension splits K into chunks of kchunk (each a multiple of BK);
+   chunk z writes its raw partial product to C + z * M * ldc (a workspace; the caller passes alpha = 1, no
+   bias, no clamp) and splitk_reduce sums the S partials and applies the epilogue. */
+__kernel void splitk_reduce(__global float *C, const int c_off, const int ldc, __global const float *W,
+                            const int S, const int M, const int N,
+                            __global const float *bias, const int bias_off, const int bias_sm, const int bias_sn,
+                            const int has_bias, const float alpha, const float beta, const float lo,
+                            const float hi) {
+    const int gid = get_global_id(0);
+    if (gid >= M * N) return;
+    const int m = gid / N, n = gid % N;
+    float s = 0.0f;
+    for (int z = 0; z < S; ++z) s += W[z * M * N + gid];
+    store_out(C, c_off + m * ldc + n, s, bias, bias_off + m * bias_sm + n * bias_sn, has_bias, alpha, beta, lo, hi);
+}
+
+/* few-row GEMM (batch-1 fully-connected layers): one work-item per column n and K chunk z (second grid
+   dimension), all M <= GEMV_ROWS rows at once; a warp reads a contiguous row segment of B per k, A is a
+   broadcast. Partials go to W[z * M * N + m * N + n] for splitk_reduce. */
+#define GEMV_ROWS 8
+__kernel void gemv_part(const int M, const int N, const int K, __global const float * restrict A, const int a_off,
+                        const int lda, __global const float * restrict B, const int b_off, const int ldb,
+                        __global float *W, const int kchunk) {
+    const int n = get_global_id(0);
+    const int z = get_global_id(1);
+    if (n >= N) return;
+    const int kb = z * kchunk, ke = min(K, kb + kchunk);
+    float acc[GEMV_ROWS];
+    #pragma unroll
+    for (int m = 0; m < GEMV_ROWS; ++m) acc[m] = 0.0f;
+    __global const float *a = A + a_off;
+    __global const float *b = B + b_off + n;
+    #pragma unroll 4
+    for (int k = kb; k < ke; ++k) {
+        const float bv = b[k * ldb];
+        #pragma unroll
+        for (int m = 0; m < GEMV_ROWS; ++m)
+            if (m < M) acc[m] = fma(a[m * lda + k], bv, acc[m]);
     }
+    #pragma unroll
+    for (int m = 0; m < GEMV_ROWS; ++m)
+        if (m < M) W[z * M * N + m * N + n] = acc[m];
 }
 """
 
