@@ -224,7 +224,8 @@ def nvml_gemm_energy(be, n=4096, seconds=2.0) -> dict:
                 power_before_w=idle_mw / 1e3, gflops=flop / dt / 1e9, gflop_per_j=flop / 1e9 / (e_mj / 1e3))
 
 
-def model_run(proc: str, name: str, reps: int, split_with: str | None = None) -> dict:
+def model_run(proc: str, name: str, reps: int, split_with: str | None = None,
+              backend_options: dict | None = None) -> dict:
     """Run zoo model ``name`` on ``proc``; with ``split_with``, Conv/Gemm blocks on ``proc`` and the rest
     (pooling, LRN, softmax, joins) on ``split_with`` — a cross-processor plan with copies on every edge
     between the two."""
@@ -242,9 +243,11 @@ def model_run(proc: str, name: str, reps: int, split_with: str | None = None) ->
     heavy = ("conv", "dwconv", "gemm")
     placement = {v: proc if split_with is None or model.layer(v)["kind"] in heavy else split_with
                  for v in model.layers()}
-    outs, rep = execute_graph(model, placement, feeds, repeat=reps, warmup=2)
+    outs, rep = execute_graph(model, placement, feeds, repeat=reps, warmup=2,
+                              backend_options={proc: backend_options} if backend_options else None)
     err = max(float(np.max(np.abs(outs[o] - r))) for o, r in zip(model.outputs, ref))
-    label = proc if split_with is None else f"{proc}+{split_with}"
+    label = (proc if split_with is None else f"{proc}+{split_with}") + (
+        "".join(f" {k}={v}" for k, v in backend_options.items()) if backend_options else "")
     return dict(model=name, processor=label, transfer_bytes=rep.transfer_bytes, latency_us=rep.latency_us, latency_us_min=rep.latency_us_min,
                 energy_uj=rep.energy_uj, energy_dynamic_uj=rep.energy_dynamic_uj, idle_power_w=rep.idle_power_w,
                 energy_runs=rep.energy_runs, energy_window_s=rep.energy_window_s,
@@ -259,7 +262,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--models", nargs="+", default=["alexnet", "svhn"])
     ap.add_argument("--sections", nargs="+", default=["ops", "gemm", "sweep", "energy", "models"],
-                    help="parts to run (ops gemm sweep energy models)")
+                    help="parts to run (ops gemm sweep energy models pool)")
     ap.add_argument("--require-gpu", action="store_true", help="exit 1 when no OpenCL GPU works (default: skip, exit 0)")
     args = ap.parse_args(argv)
     result: dict = {"icd": ensure_nvidia_icd()}
@@ -295,10 +298,17 @@ def main(argv=None) -> int:
         if "models" in sec:
             for m in args.models:
                 result["models"].append(model_run(be.name, m, 20))
+                result["models"].append(model_run(be.name, m, 20, backend_options={"mem_pool": False}))
                 result["models"].append(model_run(be.name, m, 10, split_with="cpu"))
     if "models" in sec:
         for m in args.models:
             result["models"].append(model_run("cpu", m, 5))
+    if "pool" in sec:  # buffer pool on/off/large-only, alternating, twice
+        for i in gpus:
+            for m in args.models:
+                for _ in range(2):
+                    for opts in ({"mem_pool": True}, {"mem_pool": False}, {"mem_pool_min_bytes": 65536}):
+                        result["models"].append(model_run(f"opencl:{i}", m, 20, backend_options=opts))
     print("\n== op check vs numpy backend")
     for r in result["ops"]:
         print(f"{r['device']:10s} {r['op']:8s} rel_err {r['rel_err']:.2e} {'ok' if r['ok'] else 'MISMATCH'}")
@@ -319,7 +329,7 @@ def main(argv=None) -> int:
         e = (f"{r['energy_uj'] / 1e3:8.2f} mJ/run total, {r['energy_dynamic_uj'] / 1e3:8.2f} above "
              f"{r['idle_power_w']:.0f} W idle ({r['energy_source']}, {r['energy_runs']} runs "
              f"in {r['energy_window_s']:.2f} s)" if r["energy_uj"] is not None else "energy -")
-        print(f"{r['model']:10s} {r['processor']:18s} {r['latency_us'] / 1e3:8.2f} ms  {e}  max err {r['max_abs_err']:.1e}")
+        print(f"{r['model']:10s} {r['processor']:24s} {r['latency_us'] / 1e3:8.2f} ms  {e}  max err {r['max_abs_err']:.1e}")
         top = sorted(r["blocks_us"].items(), key=lambda kv: -kv[1])[:6]
         print("    slowest blocks: " + ", ".join(f"{k} {v:.0f} us" for k, v in top))
     out = Path(args.out)

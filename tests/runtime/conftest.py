@@ -24,6 +24,9 @@ def opencl_backend_params() -> list:
         params.append(pytest.param((f"opencl:{i}", {}), id=f"opencl:{i}"))
         # the other GEMM kernel of this device, so both kernels are checked wherever a device exists
         params.append(pytest.param((f"opencl:{i}", {"gemm_variant": "other"}), id=f"opencl:{i}-othergemm"))
+        # the configuration a GPU gets: copying uploads, pooled buffers, tiled GEMM
+        params.append(pytest.param((f"opencl:{i}", {"gemm_variant": "tiled", "zero_copy": False}),
+                                   id=f"opencl:{i}-gpu-path"))
     return params
 
 

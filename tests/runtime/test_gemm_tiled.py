@@ -133,3 +133,34 @@ def test_bad_tile_is_rejected(dev):
     for bad in ["256x256", (64, 64, 3, 4, 8), (64, 64, 4, 4), (8, 8, 4, 4, 0), (256, 256, 4, 4, 8)]:
         with pytest.raises(BackendError, match="gemm_tile"):
             tiled(dev, bad)
+
+
+@pytest.mark.parametrize("dev", _devices())
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_softmax_long_rows(dev, op):
+    """Rows of >= 128 classes take the one-work-group-per-row kernel (classifier outputs)."""
+    from deepx_opt.runtime.backends import get_backend
+
+    be = get_backend(f"opencl:{dev}") if dev is not None else pytest.fail("no OpenCL device")
+    for shape in [(1, 1000), (3, 129), (2, 5, 300)]:
+        x = (RNG.standard_normal(shape) * 5).astype(np.float32)
+        got = be.download(be.run(op, [be.upload(x)], dict(axis=len(shape) - 1, legacy=False))[0])
+        want = ort_one_node(op, [x], dict(axis=len(shape) - 1), opset=13)[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dev", _devices())
+def test_memory_pool_reuses_buffers(dev):
+    """With the pool (GPU default) outputs of dropped tensors are recycled and results stay correct."""
+    from deepx_opt.runtime.backends.opencl import OpenCLBackend
+
+    if dev is None:
+        pytest.fail("DEEPX_REQUIRE_OPENCL=1 but no working OpenCL device was found")
+    be = OpenCLBackend(dev, mem_pool=True, zero_copy=False)
+    x = r(64, 64)
+    want = np.maximum(x, 0)
+    for _ in range(5):
+        h = be.run("Relu", [be.upload(x)], {})[0]
+        np.testing.assert_array_equal(be.download(h), want)
+        del h
+    assert be._mempool.held_blocks >= 1  # freed blocks kept for reuse, not released to the driver

@@ -58,6 +58,8 @@ TILE_CONFIGS: dict[str, tuple[int, int, int, int, int]] = {
     "64x128": (64, 128, 4, 8, 16),
     "64x64": (64, 64, 4, 4, 16),
 }
+#: softmax over the last axis with at least this many classes runs one work-group of _SOFTMAX_WG per row
+_SOFTMAX_ROW_MIN, _SOFTMAX_WG = 128, 128
 #: GEMMs of at most this many rows run the split-K GEMV kernel on the tiled (GPU) path
 _GPU_GEMV_ROWS = 8
 #: smallest K chunk of a split-K GEMM
@@ -122,6 +124,12 @@ class OpenCLBackend(Backend):
         gives every compute unit a work-group (:meth:`tile_for`).
     zero_copy : bool, optional
         Wrap uploaded arrays with ``USE_HOST_PTR``; default True on CPU devices.
+    mem_pool : bool, optional
+        Take op outputs and uploads from a ``pyopencl.tools.MemoryPool`` (freed buffers are reused, not
+        released to the driver); default True where uploads copy (GPUs). On NVIDIA, allocating and
+        freeing a device buffer per op costs more than the small kernels of a batch-1 inference.
+    mem_pool_min_bytes : int, optional
+        Smaller buffers bypass the pool (plain ``cl.Buffer``).
 
     Example
     -------
@@ -133,7 +141,8 @@ class OpenCLBackend(Backend):
     """
 
     def __init__(self, device_index: int = 0, *, gemm_variant: str | None = None,
-                 zero_copy: bool | None = None, gemm_tile: str | Sequence[int] | None = None) -> None:
+                 zero_copy: bool | None = None, gemm_tile: str | Sequence[int] | None = None,
+                 mem_pool: bool | None = None, mem_pool_min_bytes: int = 0) -> None:
         if cl is None:
             raise BackendUnavailableError(f"the OpenCL backend needs pyopencl, which failed to import: {_IMPORT_ERROR}")
         from deepx_opt.runtime.opencl_probe import working_devices
@@ -161,6 +170,13 @@ class OpenCLBackend(Backend):
         self.gemm_tile = None if gemm_tile is None else _check_tile(gemm_tile)
         self.compute_units = int(self.device.max_compute_units)
         self.zero_copy = (self.kind == "cpu") if zero_copy is None else bool(zero_copy)
+        self.mem_pool = (not self.zero_copy) if mem_pool is None else bool(mem_pool)
+        self._mempool = None
+        self.mem_pool_min_bytes = int(mem_pool_min_bytes)
+        if self.mem_pool:
+            from pyopencl.tools import ImmediateAllocator, MemoryPool
+
+            self._mempool = MemoryPool(ImmediateAllocator(self.queue))
         self._kernels: dict[tuple, Any] = {}
         self._meta_cache: dict[tuple, Any] = {}
         self._wg_cache: dict[Any, int] = {}
@@ -250,7 +266,11 @@ class OpenCLBackend(Backend):
         dtype = np.dtype(dtype)
         shape = tuple(int(d) for d in shape)
         nbytes = max(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, 4)
-        return CLTensor(cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, nbytes), shape, dtype)
+        if self._mempool is not None and nbytes >= self.mem_pool_min_bytes:
+            buf = self._mempool.allocate(nbytes)
+        else:
+            buf = cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, nbytes)
+        return CLTensor(buf, shape, dtype)
 
     def upload(self, array: np.ndarray) -> CLTensor:
         """Device copy of a host array (zero copy on CPU devices: do not modify the array afterwards).
@@ -269,6 +289,10 @@ class OpenCLBackend(Backend):
         if self.zero_copy:
             buf = cl.Buffer(self.ctx, mf.READ_ONLY | mf.USE_HOST_PTR, hostbuf=arr)
             return CLTensor(buf, tuple(arr.shape), arr.dtype, host=arr)
+        if self._mempool is not None and arr.nbytes >= self.mem_pool_min_bytes:
+            t = self._empty(arr.shape, arr.dtype)
+            cl.enqueue_copy(self.queue, t.buf, arr)
+            return t
         buf = cl.Buffer(self.ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=arr)
         return CLTensor(buf, tuple(arr.shape), arr.dtype)
 
@@ -634,6 +658,11 @@ class OpenCLBackend(Backend):
         else:
             dim, inner = int(shape[axis]), int(np.prod(shape[axis + 1:], dtype=np.int64))
         out = self._empty(shape)
+        if inner == 1 and dim >= _SOFTMAX_ROW_MIN:
+            # one work-group per row: a long row (a classifier's 1000 classes) is not one work-item's loop
+            knl = self._kernel("float", "softmax_rows", [None, None, np.int32, np.int32])
+            knl(self.queue, (outer * _SOFTMAX_WG,), (_SOFTMAX_WG,), out.buf, x.buf, dim, int(op_type == "LogSoftmax"))
+            return [out]
         knl = self._kernel("float", "softmax", [None, None, np.int32, np.int32, np.int32, np.int32])
         self._launch1d(knl, outer * inner, out.buf, x.buf, dim, inner, int(op_type == "LogSoftmax"), outer * inner)
         return [out]

@@ -479,6 +479,41 @@ __kernel void softmax(__global float *out, __global const float *x, const int di
     }
 }
 
+/* softmax of contiguous rows, one work-group (SMX_WG = get_local_size(0), a power of two <= 256) per
+   row: strided partial max and sum of exp, tree reductions in local memory */
+__kernel void softmax_rows(__global float *out, __global const float *x, const int dim, const int is_log) {
+    __local float red[256];
+    const int lid = get_local_id(0), wg = get_local_size(0);
+    __global const float *xr = x + get_group_id(0) * dim;
+    __global float *yr = out + get_group_id(0) * dim;
+    float m = -INFINITY;
+    for (int k = lid; k < dim; k += wg) m = fmax(m, xr[k]);
+    red[lid] = m;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = wg / 2; s > 0; s >>= 1) {
+        if (lid < s) red[lid] = fmax(red[lid], red[lid + s]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    m = red[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float acc = 0.0f;
+    for (int k = lid; k < dim; k += wg) acc += exp(xr[k] - m);
+    red[lid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = wg / 2; s > 0; s >>= 1) {
+        if (lid < s) red[lid] += red[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float total = red[0];
+    if (is_log) {
+        const float ls = log(total);
+        for (int k = lid; k < dim; k += wg) yr[k] = xr[k] - m - ls;
+    } else {
+        const float inv = 1.0f / total;
+        for (int k = lid; k < dim; k += wg) yr[k] = exp(xr[k] - m) * inv;
+    }
+}
+
 __kernel void batchnorm(__global float *out, __global const float *x, __global const float *scale,
                         __global const float *bias, __global const float *mean, __global const float *var,
                         const float eps, const int C, const int HW, const int n) {
