@@ -117,8 +117,18 @@ def check_ops(be) -> list[dict]:
     return rows
 
 
+def warm_gpu(be, seconds=0.5) -> None:
+    """GEMMs for ``seconds`` so the GPU's clocks have ramped before anything is timed."""
+    x = be.upload(np.ones((2048, 2048), np.float32))
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        be.run("MatMul", [x, x], {})
+        be.synchronize()
+
+
 def gemm_table(be, dev, sizes, reps) -> list[dict]:
     peak, peak_note = fp32_peak_gflops(dev)
+    warm_gpu(be)
     rows = []
     for variant in ("tiled", "blocked"):
         from deepx_opt.runtime.backends.opencl import OpenCLBackend
@@ -162,6 +172,7 @@ def gemm_sweep(be, dev, sizes, reps, tiles=SWEEP_TILES, shapes=MODEL_SHAPES) -> 
     from deepx_opt.runtime.backends.opencl import OpenCLBackend
 
     peak, _ = fp32_peak_gflops(dev)
+    warm_gpu(be)
     idx = int(be.name.split(":")[1])
     rows = []
     problems = [(n, n, n) for n in sizes] + list(shapes)
@@ -171,9 +182,13 @@ def gemm_sweep(be, dev, sizes, reps, tiles=SWEEP_TILES, shapes=MODEL_SHAPES) -> 
         a = rng.standard_normal((M, K)).astype(np.float32)
         b = rng.standard_normal((K, N)).astype(np.float32)
         data[(M, N, K)] = (a, b, (a.astype(np.float64) @ b.astype(np.float64)) if M * N * K <= 2**33 else None)
-    for tile, split in [(None, True), (None, False)] + [(t, False) for t in tiles]:
+    variants = [(None, True, {}), (None, False, {}), (None, True, {"split_k_min_k": 256})] + [
+        (t, False, {}) for t in tiles]
+    for tile, split, extra in variants:
         b2 = OpenCLBackend(idx, gemm_variant="tiled", gemm_tile=tile)
         b2.split_k = split
+        for k, v in extra.items():
+            setattr(b2, k, v)
         for M, N, K in problems:
             a, b, ab = data[(M, N, K)]
             A, B = b2.upload(a), b2.upload(b)
@@ -188,7 +203,8 @@ def gemm_sweep(be, dev, sizes, reps, tiles=SWEEP_TILES, shapes=MODEL_SHAPES) -> 
             tmin, tmed = _time(go, reps)
             g = 2 * M * N * K / tmin / 1e9
             name = ("auto:" + ("gemv" if M <= 8 and split else "x".join(map(str, b2.tile_for(M, N))))
-                    + ("+splitK" if split else "") if tile is None else "x".join(map(str, tile)))
+                    + ("+splitK" if split else "") + "".join(f" {k}={v}" for k, v in extra.items())
+                    if tile is None else "x".join(map(str, tile)))
             rows.append(dict(tile=name, M=M, N=N, K=K, gflops=g,
                              frac_of_peak=(g / peak) if peak else None, rel_err=err))
     return rows
@@ -320,7 +336,7 @@ def main(argv=None) -> int:
     for r in result["sweep"]:
         frac = f"{100 * r['frac_of_peak']:5.1f}%" if r["frac_of_peak"] else "-"
         err = f"{r['rel_err']:.1e}" if r["rel_err"] is not None else "-"
-        print(f"{r['tile']:22s} {r['M']:5d}x{r['N']:5d}x{r['K']:5d} {r['gflops']:9.1f} GFLOP/s {frac}  err {err}")
+        print(f"{r['tile']:42s} {r['M']:5d}x{r['N']:5d}x{r['K']:5d} {r['gflops']:9.1f} GFLOP/s {frac}  err {err}")
     print("\n== NVML energy, GEMM loop")
     for r in result["energy"]:
         print(r)
