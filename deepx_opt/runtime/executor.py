@@ -837,6 +837,7 @@ def execute(plan, model, inputs: Mapping[str, np.ndarray], *, processor_map: Map
     The report's ``predicted`` carries the plan's makespan, energy and per-block durations beside the
     measurements. ``factorizers`` (e.g. ``candidates.estimator.factorizers``) re-use the SVDs the plan was
     made with — needed for data-aware factors, whose calibration data the plan alone does not carry.
+    ``energy_window_s`` is passed to :func:`execute_graph` (NVML energy window).
     """
     if not getattr(plan, "status", None) or not plan.status.has_plan:
         raise PlanError(f"plan from solver {getattr(plan, 'solver', '?')!r} has status "
