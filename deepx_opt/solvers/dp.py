@@ -5,8 +5,9 @@ options and its schedule is forced: ``finish_i = max(finish_(i-1) + T(p_(i-1), p
 The DP walks the chain keeping, per processor of the last layer, the Pareto set of *labels*
 (finish time, latest output arrival, energy, accuracy, memory per capped processor, workspace peak per
 capped processor) — only the dimensions the Problem needs. Every quantity is monotone along the chain, so
-discarding dominated labels and labels that already break a budget/limit is exact; at the end the best
-label meeting every constraint wins. All arithmetic is on the integer grid, so the optimum is the very
+discarding dominated labels and labels that already break a budget/limit — or will, given the least the
+remaining layers add, or cannot beat the best heuristic plan (``incumbent=True``) — is exact; at the end the
+best label meeting every constraint wins. All arithmetic is on the integer grid, so the optimum is the very
 integer optimum CP-SAT and the MILP find.
 
 With idle energy the energy label is ``1000·E − Σ_p idle_mW_p·busy_p`` (the makespan term is added at
@@ -15,12 +16,13 @@ the end), which is exact but no longer monotone, so energy-budget pruning is the
 
 from __future__ import annotations
 
+import bisect
 import time
 from typing import Any
 
 from deepx_opt.solvers.base import Solver
 from deepx_opt.solvers.plan import Plan, Status, empty_plan, make_plan
-from deepx_opt.solvers.problem import Problem
+from deepx_opt.solvers.problem import ENERGY_UNIT_UJ, TIME_UNIT_US, Problem
 
 __all__ = ["ChainDP", "MAX_LABELS"]
 
@@ -29,18 +31,45 @@ MAX_LABELS = 200_000
 
 
 def _pareto(labels: list[tuple]) -> list[tuple]:
-    """Keep labels whose key (first item) is not dominated component-wise by another's."""
+    """Keep labels whose key (first item) is not dominated component-wise (≤ everywhere) by another's.
+
+    Sorting by key makes every possible dominator come first; 1–3 dimensions use sweeps (a 2-D staircase
+    for three), more dimensions the plain pairwise test.
+    """
     labels.sort(key=lambda lb: lb[0])
+    if not labels:
+        return labels
+    dims = len(labels[0][0])
     kept: list[tuple] = []
+    if dims == 0:
+        return labels[:1]
+    if dims == 1:
+        return labels[:1]
+    if dims == 2:
+        best1 = None
+        for lb in labels:
+            if best1 is None or lb[0][1] < best1:
+                kept.append(lb)
+                best1 = lb[0][1]
+        return kept
+    if dims == 3:
+        xs: list[int] = []  # staircase over (k1, k2) of kept labels: k1 ascending, k2 strictly descending
+        ys: list[int] = []
+        for lb in labels:
+            _, k1, k2 = lb[0]
+            i = bisect.bisect_right(xs, k1)
+            if i > 0 and ys[i - 1] <= k2:
+                continue  # a kept label has k0 ≤ (sorted), k1 ≤ and k2 ≤
+            kept.append(lb)
+            j = i
+            while j < len(xs) and ys[j] >= k2:  # points now dominated in (k1, k2)
+                j += 1
+            xs[i:j] = [k1]
+            ys[i:j] = [k2]
+        return kept
     for lb in labels:
         key = lb[0]
-        dominated = False
-        for other in kept:
-            ok = other[0]
-            if all(a <= b for a, b in zip(ok, key)):
-                dominated = True
-                break
-        if not dominated:
+        if not any(all(a <= b for a, b in zip(other[0], key)) for other in kept):
             kept.append(lb)
     return kept
 
@@ -57,7 +86,7 @@ class ChainDP(Solver):
             return "it is not a chain (the DP needs layers l0 -> l1 -> ... in order, one edge between each)"
         return None
 
-    def _solve(self, problem: Problem, *, time_limit_s: float, **_: Any) -> Plan:
+    def _solve(self, problem: Problem, *, time_limit_s: float, incumbent: bool = True, **_: Any) -> Plan:
         t0 = time.perf_counter()
         g = problem.grid
         n = g.n
@@ -69,6 +98,21 @@ class ChainDP(Solver):
         capped = [p for p in range(np_) if g.cap[p] is not None]
         idle = g.include_idle and any(g.idle_mw)
         e_mult = 1000 if idle else 1
+        # lower bounds on what the layers after v still add (suffix sums of per-layer minima), for exact
+        # look-ahead pruning against budgets, the limit and the best heuristic plan's objective
+        rem_dur, rem_acc, rem_e = [0] * n, [0] * n, [0] * n
+        for v in range(n - 2, -1, -1):
+            w = v + 1
+            rem_dur[v] = rem_dur[w] + min(g.dur[w])
+            rem_acc[v] = rem_acc[w] + min(g.acc[w])
+            rem_e[v] = rem_e[w] + min(g.energy[w])
+        ub = None
+        if incumbent:
+            from deepx_opt.solvers.heuristics import best_heuristic_plan
+
+            h = best_heuristic_plan(problem)
+            if h is not None:
+                ub = int(round(h.objective / (ENERGY_UNIT_UJ if g.goal == "min_energy" else TIME_UNIT_US)))
 
         # label: (key, t, mo, e, acc, mem(tuple), ws(tuple), parent, k)
         def make_key(t, mo, e, acc, mem, ws):
@@ -111,12 +155,17 @@ class ChainDP(Solver):
                     t2 = s + d
                     mo2 = max(mo, t2 + g.out_time[v][p])
                     acc2 = acc + g.acc[v][k]
-                    if use_acc and acc2 > g.acc_limit:
+                    if use_acc and acc2 + rem_acc[v] > g.acc_limit:
                         continue
-                    if g.latency_budget is not None and mo2 > g.latency_budget:
+                    if g.latency_budget is not None and max(mo2, t2 + rem_dur[v]) > g.latency_budget:
                         continue
-                    if not idle and g.energy_budget is not None and e2 > g.energy_budget:
+                    if not idle and g.energy_budget is not None and e2 + rem_e[v] > g.energy_budget:
                         continue
+                    if ub is not None:
+                        if g.goal == "min_latency" and max(mo2, t2 + rem_dur[v]) > ub:
+                            continue
+                        if g.goal == "min_energy" and not idle and e2 + rem_e[v] > ub:
+                            continue
                     if capped:
                         mem2 = list(mem)
                         ws2 = list(ws)

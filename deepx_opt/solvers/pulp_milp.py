@@ -17,6 +17,9 @@ schedule with exact integer arithmetic (solver tolerances never leak into a Plan
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 import warnings
 from typing import Any
@@ -60,6 +63,26 @@ def _var(lp, name: str, low=None, up=None, cat: str = "Continuous"):
     if add is not None:
         return add(name, low, up, cat=cat)
     return _pulp().LpVariable(name, low, up, cat=cat)
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence C-level stdout: HiGHS 1.12 prints debug lines ("tmpSolver.run()") even with msg=False."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real file descriptor (captured stdout)
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _reachability(g) -> list[set[int]]:
@@ -193,7 +216,8 @@ class PulpSolver(Solver):
         g = problem.grid
         lp, x, s = build_pulp_model(problem)
         try:
-            lp.solve(self._make(max(1.0, time_limit_s - (time.perf_counter() - t0))))
+            with _quiet_stdout():
+                lp.solve(self._make(max(1.0, time_limit_s - (time.perf_counter() - t0))))
         except pulp.PulpSolverError as exc:
             raise SolverError(f"{self.name} failed on problem {problem.name!r}: {exc}") from exc
         elapsed = time.perf_counter() - t0
@@ -205,7 +229,8 @@ class PulpSolver(Solver):
             # it. The plan is re-timed and re-checked exactly below, and a claimed optimum that the exact
             # objective does not reproduce is downgraded to FEASIBLE.
             lp, x, s = build_pulp_model(problem)
-            lp.solve(self._make(max(1.0, time_limit_s - (time.perf_counter() - t0)), strict=False))
+            with _quiet_stdout():
+                lp.solve(self._make(max(1.0, time_limit_s - (time.perf_counter() - t0)), strict=False))
             sol = lp.sol_status
         if lp.status == pulp.LpStatusInfeasible or sol == pulp.LpSolutionInfeasible:
             return empty_plan(problem, solver=self.name, status=Status.INFEASIBLE, solve_time_s=elapsed,

@@ -106,3 +106,18 @@ def test_timeout_reports_feasible_with_gap_or_proves():
         assert plan.gap == 0
     else:
         assert plan.status is Status.UNKNOWN and plan.assignments == {}
+
+
+def test_cpsat_warm_start_modes_reach_the_same_optimum():
+    prob = branches_problem(4, seed=3, processors=("cpu", "gpu", "dsp"), max_accuracy_loss=1.5, n_ranks=3)
+    prob = prob.replace(latency_budget_us=1.2 * get_solver("heft").solve(prob.replace(goal="min_latency")).makespan_us)
+    objs = set()
+    for hint in (True, False, "cutoff", get_solver("greedy_compression").solve(prob)):
+        plan = get_solver("cpsat").solve(prob, time_limit_s=30, hint=hint)
+        assert plan.status is Status.OPTIMAL and check_plan(prob, plan) == []
+        objs.add(round(plan.objective, 6))
+    assert len(objs) == 1
+    with pytest.raises(SolverError, match="hint='bogus'"):
+        get_solver("cpsat").solve(prob, hint="bogus")
+    with pytest.raises(SolverError, match="unknown CP-SAT parameter"):
+        get_solver("cpsat").solve(prob, params={"no_such_parameter": 1})
