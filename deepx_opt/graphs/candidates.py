@@ -185,6 +185,15 @@ class CandidateGraph:
         """``Σ a[v, r_v]`` over the chosen options."""
         return float(sum(self.option(v, r).accuracy_loss_pts for v, r in ranks.items()))
 
+    def verified_loss_pts(self, ranks: Mapping[str, int | None]) -> float:
+        """The loss of this configuration predicted from measuring it whole on the calibration data
+        (:meth:`~deepx_opt.graphs.accuracy.Estimator.verified_pts`); needs calibration data."""
+        if self.estimator.method not in ("labels", "disagreement"):
+            raise CompressionError(
+                f"verified_loss_pts() needs calibration data; this CandidateGraph's estimator is {self.estimator.method!r}"
+            )
+        return self.estimator.verified_pts(ranks)
+
     def totals(self, ranks: Mapping[str, int | None] | None = None) -> dict:
         """FLOPs, params and weight bytes of the whole model with ``ranks`` (dense when omitted)."""
         ranks = ranks or {}
@@ -233,7 +242,7 @@ def candidates(
         Calibration inputs (held-out data, batch first). Without them the accuracy loss is an uncalibrated
         proxy (the estimator's ``method`` says which).
     labels : array-like of int, optional
-        Labels of ``calib``: the estimate is fitted to measured accuracy drops instead of disagreement.
+        Labels of ``calib``: needed for ``target="loss"``; with them the estimator also records accuracy drops.
     method : {"weight", "data"}, optional
         Plain SVD of the weights or activation-weighted SVD (needs ``calib``). Default:
         :data:`DEFAULT_METHOD` when ``calib`` is given, else ``"weight"``.
@@ -243,8 +252,8 @@ def candidates(
         Fraction of measured configurations the estimate must cover (default
         :data:`~deepx_opt.graphs.accuracy.DEFAULT_COVERAGE`).
     target : {"loss", "disagreement"}, optional
-        What the estimator is fitted to: the measured accuracy drop (default with labels) or the top-1
-        disagreement with the dense model (default without; more conservative).
+        What the estimator is fitted to: the top-1 disagreement with the dense model (default, labels or not;
+        conservative) or, with labels, the measured accuracy drop.
     layers : sequence of str, optional
         Only these layers get low-rank options (default: every factorisable layer).
     n_configs : int, optional
@@ -346,9 +355,10 @@ def select_ranks(
     resolution_pts : float
     verify : bool
         Close the loop on the calibration data: measure the chosen configuration (all layers at once) and,
-        while its measured loss (with labels; else its top-1 disagreement with the dense model) exceeds the
-        limit, select again under a budget lowered by the excess. Needs an estimator with calibration data.
-        The MILP planner uses the plain ``Σ a`` form; this is for ``deepx compress``.
+        while its verified loss (:meth:`CandidateGraph.verified_loss_pts`: the estimator's target measured on
+        the calibration data, times ``1 + margin``) exceeds the limit, select again under a budget lowered by
+        the excess. Needs an estimator with calibration data. The MILP planner uses the plain ``Σ a`` form;
+        this is for ``deepx compress``.
 
     Returns
     -------
@@ -368,11 +378,10 @@ def select_ranks(
             raise CompressionError(
                 f"verify=True needs calibration data; this CandidateGraph's estimator is {est.method!r}"
             )
-        key = "loss_pts" if est.method == "labels" else "disagree_pts"
         budget = float(max_accuracy_loss_pts)
         for _ in range(50):
             choice = select_ranks(cg, budget, objective=objective, resolution_pts=resolution_pts)
-            measured = est.measure(choice)[key]
+            measured = est.verified_pts(choice)
             if measured <= max_accuracy_loss_pts + 1e-9 or budget <= 0:
                 return choice
             budget = max(0.0, min(budget - (measured - max_accuracy_loss_pts), cg.predicted_loss_pts(choice) - resolution_pts))
