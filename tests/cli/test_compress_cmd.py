@@ -41,6 +41,9 @@ def test_compress_json_and_written_model_runs(files, capsys):
     rep = json.loads(capsys.readouterr().out)
     assert rep["predicted_loss_pts"] <= 2.0
     assert rep["measured"]["measured_loss_pts"] <= 2.0
+    # the verified prediction is the written model's measured disagreement on the calibration data + margin
+    assert rep["verified_loss_pts"] <= 2.0
+    assert rep["verified_loss_pts"] == pytest.approx(1.1 * (100 - rep["measured"]["agreement_pct"]))
     assert rep["after"]["weight_bytes"] < rep["before"]["weight_bytes"]
     assert rep["after"]["flops"] < rep["before"]["flops"]
     assert rep["estimator"] == "disagreement" and rep["notes"] and rep["verified_on_calibration"]
@@ -62,7 +65,7 @@ def test_compress_text_without_labels_and_overwrite(files, capsys):
             "--ranks", "0.5,0.25,e0.9", "--method", "weight"]
     assert run_cmd(argv) == 0
     text = capsys.readouterr().out
-    assert "estimator: disagreement" in text and "note:" in text and "fewer" in text
+    assert "estimator: disagreement" in text and "note:" in text and "fewer" in text and "verified" in text
     assert "measured on the calibration data" not in text  # no labels, no measured loss
     with pytest.raises(InputError, match="--force"):
         run_cmd(argv)
@@ -95,7 +98,7 @@ def test_loss_target_with_labels(files, capsys):
             "--target", "loss", "--no-verify", "-o", str(files / "l.onnx"), "--json"]
     assert run_cmd(argv) == 0
     rep = json.loads(capsys.readouterr().out)
-    assert rep["estimator"] == "labels" and rep["verified_on_calibration"] is False
+    assert rep["estimator"] == "labels" and rep["verified_on_calibration"] is False and rep["verified_loss_pts"] is None
     assert rep["predicted_loss_pts"] <= 2.0
 
 

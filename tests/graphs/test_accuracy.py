@@ -74,6 +74,14 @@ def test_labels_fit_is_additive_conservative_on_its_data(cnn, data):
     assert est.method == "labels"
     # covered to within one calibration sample on the configured fraction of the measured configurations
     assert est.fit_["covered_within_one_sample_fraction"] >= est.coverage
+    # fitted on the well-measured configurations only (at least FIT_MIN_PTS and FIT_MIN_SAMPLES samples), ρ²
+    from deepx_opt.graphs.accuracy import FIT_MIN_PTS, FIT_MIN_SAMPLES
+
+    assert est.fit_["fit_min_pts"] == pytest.approx(max(FIT_MIN_PTS, FIT_MIN_SAMPLES * 100 / len(y)))
+    assert 0 < est.fit_["configs_fitted"] <= est.fit_["configs"] and est.beta_ == 2.0
+    # verified loss: the whole configuration measured on the calibration data, plus the margin
+    cfg2 = {"conv2": 4, "fc1": 4}
+    assert est.verified_pts(cfg2) == pytest.approx((1 + est.margin) * est.measure(cfg2)["loss_pts"])
     for v, ranks in options.items():
         losses = [est.loss_pts(v, r) for r in ranks]
         assert all(a >= 0 for a in losses)

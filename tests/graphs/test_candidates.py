@@ -155,3 +155,32 @@ def test_candidates_errors(mlp, digits):
         candidates(mlp, calib=x, ranks={"prob": [2]}, method="weight")
     with pytest.raises(CompressionError, match="cannot be factorised"):
         candidates(mlp, layers=["prob"])
+
+
+def test_verified_loss_is_the_whole_choice_measured_on_calibration(cg, mlp, digits):
+    from deepx_opt.graphs.accuracy import top1
+
+    x, y, _, _ = digits
+    ref = top1(evaluate_model(mlp, x, y)["outputs"])
+    for limit in (0.5, 2.0, 5.0):
+        choice = select_ranks(cg, limit, verify=True)
+        verified = cg.verified_loss_pts(choice)
+        assert verified <= limit + 1e-9
+        agree = evaluate_model(cg.apply(choice), x, y, reference=ref)["agreement_pct"]
+        assert verified == pytest.approx((1 + cg.estimator.margin) * (100 - agree), abs=1e-9)
+    with pytest.raises(CompressionError, match="calibration data"):
+        candidates(mlp).verified_loss_pts({"fc1": 8})
+
+
+def test_verify_corrects_an_optimistic_estimate(cg):
+    """With every a[v, r] 100x too small, Σa picks ranks far over the limit; verify=True tightens until the
+    choice measured on the calibration data meets it."""
+    from dataclasses import replace
+
+    optimistic = replace(cg, options={v: [replace(o, accuracy_loss_pts=o.accuracy_loss_pts / 100) for o in opts]
+                                      for v, opts in cg.options.items()})
+    plain = select_ranks(optimistic, 1.0)
+    assert optimistic.verified_loss_pts(plain) > 1.0  # the plain sum believed it
+    checked = select_ranks(optimistic, 1.0, verify=True)
+    assert optimistic.verified_loss_pts(checked) <= 1.0
+    assert optimistic.totals(checked)["flops"] > optimistic.totals(plain)["flops"]
