@@ -33,8 +33,10 @@ Without any calibration data the estimator falls back to ``method="weight-energy
 (fraction of the layer's spectral energy ``Σσ²`` discarded), i.e. keeping 99 % of a layer's energy costs one
 point. It is not calibrated against any measurement and says so in ``notes``.
 
-Calibration data should be held out from training: a model has fitted its training data, so effects
-measured there need not carry over (on the digits models they happened to come out pessimistic).
+Held-out calibration data measures what the model will do; its training data (often larger, and often all
+a user has) under-states the answers a *small* compression changes, because the model's margins there are
+large (``ρ`` itself is the same on both). The fitted range and the ``ρ²`` extrapolation (step 2) allow for it:
+benchmarks/rlc_accuracy.py calibrates on 600 training images and measures the whole test split (docs/rlc.md).
 """
 
 from __future__ import annotations
