@@ -41,7 +41,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-accuracy-loss", type=float, required=True, metavar="PTS",
                    help="largest predicted top-1 accuracy loss, in percentage points (e.g. 1 = one point)")
     p.add_argument("--calib", required=True, metavar="X.npy",
-                   help="calibration inputs (.npy), samples first; held-out data, not training data")
+                   help="calibration inputs (.npy), samples first; held-out data measures best, the model's "
+                        "training data also works (docs/rlc.md)")
     p.add_argument("--labels", metavar="Y.npy", help="integer labels of the calibration samples (.npy)")
     p.add_argument("--ranks", metavar="R,R,...",
                    help="candidate ranks for every layer: integers (absolute), fractions of min(K,N) (0.25), "
