@@ -8,7 +8,7 @@ energy is the processor's active power × that time; transfers use the profile's
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from deepx_opt.errors import CostModelError, ProblemError
 

@@ -9,7 +9,8 @@ from typing import Iterable, Sequence
 
 from deepx_opt.errors import DeepxError, InputError, ModelLoadError
 
-__all__ = ["add_model_args", "load_model_arg", "parse_input_shapes", "check_output_path", "print_table", "print_json"]
+__all__ = ["add_model_args", "load_model_arg", "parse_input_shapes", "check_output_path", "print_table", "print_json",
+           "load_arrays"]
 
 
 def add_model_args(p) -> None:
@@ -52,6 +53,20 @@ def load_model_arg(spec: str, input_shapes: Sequence[str] = (), outputs: Sequenc
         return load_onnx(zoo.build(spec), input_shapes=shapes or None, outputs=list(outputs) or None, name=spec)
     names = ", ".join(e.name for e in zoo.list_models())
     raise ModelLoadError(f"MODEL {spec!r} is neither an existing file nor a zoo model; zoo models: {names}")
+
+
+def load_arrays(path: str | Path, what: str):
+    """A .npy file as an array, or a .npz file as a dict name → array; InputError naming ``what`` otherwise."""
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} file '{p}' does not exist")
+    try:
+        data = np.load(p, allow_pickle=False)
+    except Exception as exc:
+        raise InputError(f"{what} file '{p}' is not a .npy/.npz array file ({type(exc).__name__}: {exc})") from None
+    return data if isinstance(data, np.ndarray) else dict(data.items())
 
 
 def check_output_path(path: str | Path, force: bool) -> Path:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from deepx_opt.cli._common import add_model_args, load_model_arg
+from deepx_opt.cli._common import add_model_args, load_arrays, load_model_arg
 from deepx_opt.errors import InputError
 
 __all__ = ["add_planning_args", "PlanningSetup", "setup_from_args", "setup_from_meta", "load_array"]
@@ -45,19 +45,13 @@ def add_planning_args(p, *, budgets: bool = True) -> None:
 
 
 def load_array(path: str, what: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{what} file '{p}' does not exist")
-    try:
-        arr = np.load(p, allow_pickle=False)
-    except Exception as exc:
-        raise InputError(f"{what} file '{p}' is not a .npy array ({type(exc).__name__}: {exc})") from None
-    if isinstance(arr, np.lib.npyio.NpzFile):
-        keys = list(arr.keys())
-        if len(keys) != 1:
-            raise InputError(f"{what} file '{p}' holds {len(keys)} arrays {keys}; give a .npy or an .npz with one array")
-        arr = arr[keys[0]]
-    return arr
+    """One array from a .npy file (or an .npz holding exactly one)."""
+    data = load_arrays(path, what)
+    if isinstance(data, dict):
+        if len(data) != 1:
+            raise InputError(f"{what} file '{path}' holds {len(data)} arrays {sorted(data)}; give a .npy or an .npz with one array")
+        data = next(iter(data.values()))
+    return data
 
 
 def parse_ranks(spec: str | None):

@@ -9,12 +9,11 @@ modelled from the profile's power × the measured busy time, and labelled so.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from deepx_opt.cli._common import check_output_path, load_model_arg, print_json, print_table
+from deepx_opt.cli._common import check_output_path, load_arrays, load_model_arg, print_json, print_table
 from deepx_opt.errors import BackendUnavailableError, InputError, PlanError
 
 
@@ -51,23 +50,17 @@ def read_inputs(path: str | None, model, seed: int = 0) -> dict[str, np.ndarray]
     if path is None:
         rng = np.random.default_rng(seed)
         return {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in model.inputs.items()}
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"input file '{p}' does not exist")
-    try:
-        data = np.load(p, allow_pickle=False)
-    except Exception as exc:
-        raise InputError(f"input file '{p}' is not a .npy/.npz array file ({type(exc).__name__})") from None
+    data = load_arrays(path, "input")
     if isinstance(data, np.ndarray):
         if len(names) != 1:
             raise InputError(f"model has {len(names)} inputs {names}; give an .npz with one array per input name")
         return {names[0]: data}
-    got = dict(data.items())
+    got = data
     if len(names) == 1 and len(got) == 1 and names[0] not in got:
         return {names[0]: next(iter(got.values()))}
     missing = [n for n in names if n not in got]
     if missing:
-        raise InputError(f"input file '{p}' lacks array(s) {missing}; it has {sorted(got)}, the model needs {names}")
+        raise InputError(f"input file '{path}' lacks array(s) {missing}; it has {sorted(got)}, the model needs {names}")
     return {n: got[n] for n in names}
 
 

@@ -48,44 +48,41 @@ class TinyResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-def main():
+def _trained_net():
+    """The network in eval mode, with BatchNorm statistics from a few training-mode batches."""
     torch.manual_seed(0)
     net = TinyResNet()
-    # give BatchNorm non-trivial statistics
     net.train()
     with torch.no_grad():
         for _ in range(3):
             net(torch.randn(8, 3, 32, 32))
-    net.eval()
-    x = torch.randn(1, 3, 32, 32)
-    path = HERE / "torch_resnet_tiny.onnx"
-    torch.onnx.export(net, (x,), str(path), input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    return net.eval()
+
+
+def _save_reference(net, x, stem: str) -> None:
     with torch.no_grad():
         y = net(x).numpy()
-    np.savez(HERE / "torch_resnet_tiny.npz", input=x.numpy(), logits=y)
-    print("wrote", path, path.stat().st_size, "bytes")
+    np.savez(HERE / f"{stem}.npz", input=x.numpy(), logits=y)
+    print("wrote", HERE / f"{stem}.onnx", (HERE / f"{stem}.onnx").stat().st_size, "bytes")
 
+
+def main():
+    """TorchScript-based exporter (``dynamo=False``), opset 17, dynamic batch."""
+    net = _trained_net()
+    x = torch.randn(1, 3, 32, 32)
+    torch.onnx.export(net, (x,), str(HERE / "torch_resnet_tiny.onnx"), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    _save_reference(net, x, "torch_resnet_tiny")
 
 
 def main_dynamo():
     """The same network through the torch.export-based exporter (torch's default since 2.9)."""
-    torch.manual_seed(0)
-    net = TinyResNet()
-    net.train()
-    with torch.no_grad():
-        for _ in range(3):
-            net(torch.randn(8, 3, 32, 32))
-    net.eval()
+    net = _trained_net()
     x = torch.randn(1, 3, 32, 32)
-    path = HERE / "torch_resnet_tiny_dynamo.onnx"
     prog = torch.onnx.export(net, (x,), dynamo=True, input_names=["input"], output_names=["logits"],
                              dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=64)}})
-    prog.save(str(path))
-    with torch.no_grad():
-        y = net(x).numpy()
-    np.savez(HERE / "torch_resnet_tiny_dynamo.npz", input=x.numpy(), logits=y)
-    print("wrote", path, path.stat().st_size, "bytes")
+    prog.save(str(HERE / "torch_resnet_tiny_dynamo.onnx"))
+    _save_reference(net, x, "torch_resnet_tiny_dynamo")
 
 
 if __name__ == "__main__":
