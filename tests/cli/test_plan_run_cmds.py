@@ -125,3 +125,21 @@ def test_processors_lists_cpu_and_opencl(capsys, require_opencl):
     rows = json.loads(out)
     assert code == 0 and rows[0]["name"] == "cpu"
     assert any(r["name"].startswith("opencl:") for r in rows)
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda p: np.save(p / "x.npy", np.zeros((1, 699), np.float32)), "input"),  # wrong shape
+    (lambda p: np.save(p / "x.npy", np.zeros((1, 700), np.int64)), "input"),  # wrong dtype
+    (lambda p: (p / "x.npy").write_text("not an array"), "not a .npy/.npz"),
+    (lambda p: np.savez(p / "x.npy", a=np.zeros(3), b=np.zeros(3)), "lacks array"),
+])
+def test_run_rejects_bad_input_files(tmp_path, capsys, make, needle):
+    make(tmp_path)
+    src = tmp_path / "x.npy"
+    if not src.exists():  # np.savez appends .npz
+        src = tmp_path / "x.npy.npz"
+    out = tmp_path / "y.npz"
+    code, _, err = _run(capsys, "run", "speakerid", "--processor", "cpu", "--input", str(src), "--save-outputs", str(out))
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert code == 2 and len(lines) == 1 and needle in lines[0], err
+    assert not out.exists()  # no partial output passed off as a result
