@@ -60,8 +60,10 @@ def load_arrays(path: str | Path, what: str):
     import numpy as np
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InputError(f"{what} file '{p}' does not exist")
+    if not p.is_file():
+        raise InputError(f"{what} file '{p}' is not a regular file; give a .npy or .npz file")
     try:
         data = np.load(p, allow_pickle=False)
     except Exception as exc:
