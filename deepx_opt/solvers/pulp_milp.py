@@ -27,7 +27,7 @@ from typing import Any
 from deepx_opt.errors import SolverError
 from deepx_opt.solvers.base import Solver
 from deepx_opt.solvers.plan import Plan, Status, empty_plan, make_plan
-from deepx_opt.solvers.problem import Problem
+from deepx_opt.solvers.problem import TIME_UNIT_US, Problem
 from deepx_opt.solvers.schedule import grid_objective, grid_totals, grid_violations, list_schedule, topo_order_by
 
 __all__ = ["PulpSolver", "available_backends", "build_pulp_model"]
@@ -104,6 +104,7 @@ def build_pulp_model(problem: Problem):
     x = [[_var(lp, f"x_{v}_{k}", cat="Binary") for k in range(len(g.dur[v]))] for v in range(g.n)]
     s = [_var(lp, f"s_{v}", 0, H) for v in range(g.n)]
     M = _var(lp, "makespan", 0, H)
+    extra: dict[str, Any] = {"M": M, "z": {}, "o": {}, "peak": {}, "idle": None}
     y: list[dict[int, Any]] = []
     fin = []
     for v in range(g.n):
@@ -125,6 +126,7 @@ def build_pulp_model(problem: Problem):
         for p in y[u]:
             for q in y[v]:
                 zz = _var(lp, f"z_{e}_{p}_{q}", 0, 1)
+                extra["z"][(e, p, q)] = zz
                 rows.setdefault(p, []).append(zz)
                 cols.setdefault(q, []).append(zz)
                 if p != q:
@@ -147,6 +149,7 @@ def build_pulp_model(problem: Problem):
             if not shared:
                 continue
             o = _var(lp, f"o_{u}_{v}", cat="Binary")
+            extra["o"][(u, v)] = o
             for p in shared:
                 both = 2 - y[u][p] - y[v][p]
                 lp += s[v] >= fin[u] - H * (1 - o) - H * both, f"ord_{u}_{v}_{p}_a"
@@ -159,6 +162,7 @@ def build_pulp_model(problem: Problem):
         ws = [(g.workspace[v][k], x[v][k]) for v in range(g.n) for k in range(len(x[v])) if g.opt_proc[v][k] == p and g.workspace[v][k]]
         if ws:
             peak = _var(lp, f"peak_{p}", 0)
+            extra["peak"][p] = peak
             for i, (w, lit) in enumerate(ws):
                 lp += peak >= w * lit, f"peak_{p}_{i}"
             terms.append(peak)
@@ -175,12 +179,58 @@ def build_pulp_model(problem: Problem):
         busy = [pulp.lpSum(g.dur[v][k] * x[v][k] for v in range(g.n) for k in range(len(x[v])) if g.opt_proc[v][k] == p)
                 for p in range(np_)]
         idle = _var(lp, "idle_energy", 0, cat="Integer")
+        extra["idle"] = idle
         lp += 1000 * idle >= pulp.lpSum(g.idle_mw[p] * (M - busy[p]) for p in range(np_) if g.idle_mw[p]), "idle"
         energy = energy + idle
     if g.energy_budget is not None:
         lp += energy <= g.energy_budget, "energy_budget"
     lp += energy if g.goal == "min_energy" else M
+    lp._deepx_vars = extra  # the remaining variables, for warm starts
     return lp, x, s
+
+
+def _set_warm_start(problem: Problem, lp, x, s, choice: list[int], start: list[int]) -> None:
+    """Initial values of every variable from a grid solution (a heuristic plan)."""
+    g = problem.grid
+    ex = lp._deepx_vars
+    t = grid_totals(g, choice, start)
+    proc = [g.opt_proc[v][choice[v]] for v in range(g.n)]
+    fin = [start[v] + g.dur[v][choice[v]] for v in range(g.n)]
+    for v in range(g.n):
+        for k, var in enumerate(x[v]):
+            var.setInitialValue(1 if k == choice[v] else 0)
+        s[v].setInitialValue(start[v])
+    ex["M"].setInitialValue(t.makespan)
+    for (e, p, q), var in ex["z"].items():
+        u, v = g.edges[e]
+        var.setInitialValue(1 if (proc[u], proc[v]) == (p, q) else 0)
+    for (u, v), var in ex["o"].items():
+        var.setInitialValue(1 if fin[u] <= start[v] else 0)
+    for p, var in ex["peak"].items():
+        var.setInitialValue(max([g.workspace[v][choice[v]] for v in range(g.n) if proc[v] == p], default=0))
+    if ex["idle"] is not None:
+        ex["idle"].setInitialValue(t.idle_energy)
+
+
+def _highs_with_start():
+    """pulp.HiGHS that hands the variables' initial values to HiGHS (setSolution) before solving."""
+    pulp = _pulp()
+
+    class _HiGHSWarm(pulp.HiGHS):
+        def callSolver(self, lp):
+            try:
+                import highspy
+
+                cols = sorted(lp.variables(), key=lambda var: var.index)
+                sol = highspy.HighsSolution()
+                sol.col_value = [float(var.varValue or 0.0) for var in cols]
+                sol.value_valid = True
+                lp.solverModel.setSolution(sol)
+            except Exception:  # noqa: BLE001 - a warm start is only a help
+                pass
+            lp.solverModel.run()
+
+    return _HiGHSWarm
 
 
 class PulpSolver(Solver):
@@ -201,23 +251,39 @@ class PulpSolver(Solver):
             return f"PuLP back end {self.backend!r} is not installed (available: {available_backends()})"
         return None
 
-    def _make(self, time_limit_s: float, strict: bool = True):
+    def _make(self, time_limit_s: float, strict: bool = True, warm: bool = False):
         pulp = _pulp()
         if self.backend == "cbc":
             with warnings.catch_warnings():  # PuLP 3.3 deprecates its bundled CBC for 4.0; it still works
                 warnings.simplefilter("ignore", DeprecationWarning)
-                return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=0.0, gapAbs=0.5, threads=self.threads)
+                return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=0.0, gapAbs=0.5,
+                                         threads=self.threads, warmStart=warm)
         extra = {} if strict else {"mip_feasibility_tolerance": 1e-5}
-        return pulp.HiGHS(msg=False, timeLimit=time_limit_s, gapRel=0.0, gapAbs=0.5, threads=self.threads, **extra)
+        cls = _highs_with_start() if warm else pulp.HiGHS
+        return cls(msg=False, timeLimit=time_limit_s, gapRel=0.0, gapAbs=0.5, threads=self.threads, **extra)
 
-    def _solve(self, problem: Problem, *, time_limit_s: float, **_: Any) -> Plan:
+    def _solve(self, problem: Problem, *, time_limit_s: float, warm_start: bool = True, **_: Any) -> Plan:
         pulp = _pulp()
         t0 = time.perf_counter()
         g = problem.grid
+        start_plan = None
+        if warm_start:
+            from deepx_opt.solvers.heuristics import best_heuristic_plan
+
+            start_plan = best_heuristic_plan(problem)
         lp, x, s = build_pulp_model(problem)
+
+        def load_start() -> None:
+            if start_plan is not None:
+                ch = [g.opt_ids[v].index(start_plan.assignments[n].option_id) for v, n in enumerate(g.names)]
+                st = [int(round(start_plan.assignments[n].start_us / TIME_UNIT_US)) for n in g.names]
+                _set_warm_start(problem, lp, x, s, ch, st)
+
+        load_start()
+        warm = start_plan is not None
         try:
             with _quiet_stdout():
-                lp.solve(self._make(max(1.0, time_limit_s - (time.perf_counter() - t0))))
+                lp.solve(self._make(max(1.0, time_limit_s - (time.perf_counter() - t0)), warm=warm))
         except pulp.PulpSolverError as exc:
             raise SolverError(f"{self.name} failed on problem {problem.name!r}: {exc}") from exc
         elapsed = time.perf_counter() - t0
@@ -229,13 +295,21 @@ class PulpSolver(Solver):
             # it. The plan is re-timed and re-checked exactly below, and a claimed optimum that the exact
             # objective does not reproduce is downgraded to FEASIBLE.
             lp, x, s = build_pulp_model(problem)
+            load_start()
             with _quiet_stdout():
-                lp.solve(self._make(max(1.0, time_limit_s - (time.perf_counter() - t0)), strict=False))
+                lp.solve(self._make(max(1.0, time_limit_s - (time.perf_counter() - t0)), strict=False, warm=warm))
             sol = lp.sol_status
         if lp.status == pulp.LpStatusInfeasible or sol == pulp.LpSolutionInfeasible:
             return empty_plan(problem, solver=self.name, status=Status.INFEASIBLE, solve_time_s=elapsed,
                               message=f"{self.backend.upper()} proved that no plan meets the constraints")
         if sol not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+            if start_plan is not None:
+                from deepx_opt.solvers.cpsat import make_plan_from
+
+                return make_plan_from(problem, start_plan, solver=self.name, status=Status.FEASIBLE,
+                                      solve_time_s=elapsed,
+                                      message=f"{self.backend.upper()} found no plan within {time_limit_s:g} s; "
+                                              "heuristic warm start")
             return empty_plan(problem, solver=self.name, status=Status.UNKNOWN, solve_time_s=elapsed,
                               message=f"{self.backend.upper()} found no plan within {time_limit_s:g} s "
                                       f"(status {pulp.LpStatus.get(lp.status)})")
