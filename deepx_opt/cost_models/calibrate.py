@@ -50,17 +50,22 @@ from deepx_opt.cost_models.latency import LatencyModel, OpWork, block_works, mod
 from deepx_opt.cost_models.profile import DeviceProfile, Link, Processor, load_profile, save_profile
 from deepx_opt.errors import BackendUnavailableError, CostModelError, ProfileError
 
-__all__ = ["MODES", "Sample", "op_grid", "benchmark_ops", "calibrate", "validate", "ValidationRow",
-           "host_profile", "machine_key", "cache_dir", "DEFAULT_POWER_W"]
+__all__ = ["MODES", "Sample", "BlockSample", "op_grid", "benchmark_ops", "calibrate", "validate", "ValidationRow",
+           "fit_latency_models", "fit_data", "leave_one_model_out", "repredict", "timing_variant",
+           "measure_model_blocks", "model_block_works", "summarize_validation", "host_profile", "machine_key",
+           "cache_dir", "DEFAULT_POWER_W"]
 
-#: Settings per mode: warm-up runs, timed runs, zoo models whose layers are timed in model order (they set
-#: the in-model dispatch overhead, see _in_model_overhead_us), grid size.
+#: Settings per mode: warm-up runs, timed runs, grid size, zoo models run whole by the executor (their blocks
+#: are in-model samples of the fit) and the rank fractions of their low-rank variants (None: dense). The
+#: fractions differ from :func:`validate`'s (0.5, 0.25), so that validation's low-rank shapes are unseen.
+ZOO_MODELS = ("digits_mlp", "digits_cnn", "svhn", "speakerid", "audioscene", "alexnet")
 MODES = {
-    "quick": {"warmup": 1, "reps": 3, "zoo": ("digits_mlp", "digits_cnn"), "grid": "small"},
-    "default": {"warmup": 2, "reps": 5, "zoo": ("digits_mlp", "digits_cnn", "svhn", "speakerid", "audioscene"),
-                "grid": "medium"},
-    "thorough": {"warmup": 3, "reps": 11, "zoo": ("digits_mlp", "digits_cnn", "svhn", "speakerid", "audioscene"),
-                 "grid": "large"},
+    "quick": {"warmup": 1, "reps": 3, "grid": "small", "zoo": ZOO_MODELS, "fractions": (None, 0.35),
+              "zoo_reps": 5},
+    "default": {"warmup": 2, "reps": 5, "grid": "medium", "zoo": ZOO_MODELS, "fractions": (None, 0.35, 0.125),
+                "zoo_reps": 7},
+    "thorough": {"warmup": 3, "reps": 11, "grid": "large", "zoo": ZOO_MODELS,
+                 "fractions": (None, 0.75, 0.35, 0.125), "zoo_reps": 11},
 }
 
 #: Modelled (active, idle) power in W per processor kind when nothing can be measured.
@@ -203,6 +208,21 @@ def _rotations(const_bytes: int) -> int:
     return int(min(16, max(1, -(-2 * _l2_bytes() // const_bytes))))
 
 
+#: Statistic of the timed runs that calibration fits and validation compares: ``min`` (the uncontended
+#: latency: on a machine shared with other work, the least-disturbed run; back-to-back whole-zoo runs on this
+#: 2-core machine under load agree within ±10 % on 97 % of blocks with it, 90 % with the median) or ``median``.
+TIMING_STAT = "min"
+
+
+def _stat(times: Sequence[float], stat: str | None = None) -> float:
+    stat = stat or TIMING_STAT
+    if stat == "min":
+        return float(min(times))
+    if stat == "median":
+        return float(statistics.median(times))
+    raise CostModelError(f"timing statistic {stat!r}; accepted: min, median")
+
+
 def _time_call(fn: Callable[[int], Any], sync: Callable[[], None], warmup: int, reps: int,
                max_s: float = 0.25) -> float:
     """Median wall time (µs) of ``fn(i)`` + ``sync()`` over ``reps`` timed runs after ``warmup`` runs
@@ -219,7 +239,7 @@ def _time_call(fn: Callable[[int], Any], sync: Callable[[], None], warmup: int, 
         times.append(time.perf_counter() - t0)
         if i >= 2 and time.perf_counter() - t_total > max_s * reps / 3:
             break  # long op: three timed runs are enough
-    return statistics.median(times) * 1e6
+    return _stat(times) * 1e6
 
 
 def _round_robin(calls: Sequence[Callable[[int], Any]], sync: Callable[[], None], warmup: int, reps: int,
@@ -293,108 +313,237 @@ def benchmark_ops(backend: Any, cases: Sequence[_OpCase], *, warmup: int = 2, re
     return out
 
 
-def _fused_ops(ops: Sequence[Any]) -> list[tuple[Any, dict]]:
-    """Ops to run for a block, with a Relu after Conv/Gemm/MatMul fused into it (as block_works assumes)."""
-    from deepx_opt.runtime.backends.base import FUSED_ACTIVATION_ATTR
+# ------------------------------------------------------------------------------- zoo blocks, in model runs
 
-    out: list[tuple[Any, dict]] = []
-    for op in ops:
-        if (op.op_type == "Relu" and out and out[-1][0].op_type in ("Conv", "Gemm", "MatMul")
-                and list(op.inputs) == list(out[-1][0].outputs[:1])):
-            prev, attrs = out[-1]
-            out[-1] = (_renamed(prev, op.outputs), dict(attrs, **{FUSED_ACTIVATION_ATTR: "Relu"}))
+@dataclass(frozen=True)
+class BlockSample:
+    """One block of a zoo model timed inside whole-model runs of the runtime executor: the works of the
+    steps the executor runs for it, and its median latency (µs)."""
+
+    works: tuple
+    latency_us: float
+    model: str
+    layer: str = ""
+    variant: str = "dense"
+
+    @property
+    def source(self) -> str:
+        return f"zoo:{self.model}"
+
+
+def timing_variant(model: Any, fraction: float | None, rng: np.random.Generator | None = None) -> Any | None:
+    """``model`` with every factorisable layer at ``fraction × full rank`` (None: the dense model), its factor
+    weights random numbers of the right shapes (no SVD: latency does not depend on the values). None when
+    no layer is factorisable."""
+    if fraction is None:
+        return model
+    from deepx_opt.graphs.compression import apply_ranks, factorizers
+
+    fzs = factorizers(model)
+    ranks = {v: max(1, int(round(fz.max_rank * fraction))) for v, fz in fzs.items()}
+    if not ranks:
+        return None
+    g = apply_ranks(model, ranks, factorizers_=fzs, shape_only=True)
+    rng = rng or np.random.default_rng(0)
+    for t, w in list(g.weights.items()):
+        if t not in model.weights or not w.flags.writeable:
+            g.weights[t] = (0.05 * rng.standard_normal(w.shape)).astype(w.dtype)
+    return g
+
+
+def measure_model_blocks(processor: str, model: Any, *, warmup: int = 2, reps: int = 5,
+                         rng: np.random.Generator | None = None, stat: str | None = None) -> dict[str, float]:
+    """Latency (µs; :data:`TIMING_STAT` over ``reps`` runs, or ``stat``: ``min``/``median``) of every block
+    of ``model`` run whole on one processor by the runtime executor
+    (:func:`deepx_opt.runtime.executor.execute_graph`: the same steps, dispatch and synchronisation as a
+    real run)."""
+    from deepx_opt.runtime.executor import execute_graph
+
+    return {v: _stat(ts, stat) for v, ts in _block_latencies(processor, model, warmup, reps, rng).items()}
+
+
+def _block_latencies(processor: str, model: Any, warmup: int, reps: int,
+                     rng: np.random.Generator | None) -> dict[str, list[float]]:
+    from deepx_opt.runtime.executor import execute_graph
+
+    rng = rng or np.random.default_rng(0)
+    inputs = {n: rng.standard_normal(info.shape).astype(info.dtype) for n, info in model.inputs.items()}
+    _, rep = execute_graph(model, {v: processor for v in model.layers()}, inputs, repeat=reps, warmup=warmup)
+    return {v: list(b.latencies_us) for v, b in rep.blocks.items()}
+
+
+def model_block_works(model: Any) -> dict[str, tuple]:
+    """Per block of a ModelGraph, the works of the steps the executor runs for it."""
+    shapes = model_shapes(model)
+    return {v: tuple(block_works(model.dag.nodes[v]["ops"], shapes, outputs=model.dag.nodes[v]["outputs"]))
+            for v in model.layers()}
+
+
+def _zoo_block_samples(processor: str, graphs: Sequence[Any], fractions: Sequence[float | None], warmup: int,
+                       reps: int, progress: Callable | None, label: str) -> list[BlockSample]:
+    rng = np.random.default_rng(1)
+    jobs = [(g, f) for g in graphs for f in fractions]
+    out: list[BlockSample] = []
+    for i, (g, frac) in enumerate(jobs):
+        vg = timing_variant(g, frac, rng)
+        if vg is None:
             continue
-        out.append((op, dict(op.attrs)))
+        works = model_block_works(vg)
+        times = measure_model_blocks(processor, vg, warmup=warmup, reps=reps, rng=rng)
+        vname = "dense" if frac is None else f"rank={frac:g}"
+        for v in vg.layers():
+            if frac is not None and "rank" not in vg.dag.nodes[v]:
+                continue  # unchanged layer: sampled once, in the dense run
+            out.append(BlockSample(works[v], times[v], g.name, v, vname))
+        if progress:
+            progress(label, i + 1, len(jobs), f"{g.name}:{vname}")
     return out
 
 
-def _renamed(op: Any, outputs: Sequence[str]) -> Any:
-    from deepx_opt.graphs import OpSpec
-
-    return OpSpec(op.op_type, list(op.inputs), list(outputs), dict(op.attrs), op.name)
-
-
-def block_runner(backend: Any, ops: Sequence[Any]) -> Callable[[dict], dict]:
-    """A closure ``run(env) -> env`` that runs a block's ops on ``backend``, reading handles (inputs and
-    weights, already uploaded) from ``env`` and adding to it every tensor the block produces —
-    the measurement the latency model predicts (a Relu after Conv/Gemm/MatMul is fused into it)."""
-    plan = _fused_ops(ops)
-
-    def run(env: dict) -> dict:
-        for op, attrs in plan:
-            outs = backend.run(op.op_type, [env[n] if n else None for n in op.inputs], attrs)
-            for n, h in zip(op.outputs, outs):
-                env[n] = h
-        return env
-
-    return run
+def _sync_overhead_us(backend: Any, reps: int = 200) -> float:
+    """Median cost (µs) of timing an empty block: ``synchronize`` on an idle queue between two clock reads —
+    paid once per block, whatever its number of ops."""
+    backend.synchronize()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        backend.synchronize()
+        ts.append(time.perf_counter() - t0)
+    return float(statistics.median(ts) * 1e6)
 
 
-def _layer_samples(backend: Any, model: Any, warmup: int, reps: int, rng: np.random.Generator,
-                   progress: Callable | None, label: str) -> list[Sample]:
-    """Time every op of every layer of a model, in model order and in turns (:func:`_round_robin`): each op
-    runs after the model's other ops, as inside an inference (zoo-layer samples)."""
-    shapes = model_shapes(model)
-    calls, works, notes = [], [], []
-    for v in model.layers():
-        ops = model.dag.nodes[v]["ops"]
-        ws = block_works(ops, shapes, fused_relu=True)
-        plan = _fused_ops(ops)
-        if len(ws) != len(plan):
-            continue
-        for (op, attrs), w in zip(plan, ws):
-            handles = [None if not n else backend.upload(np.array(model.weights[n], dtype=np.float32, order="C"))
-                       if n in model.weights else
-                       backend.upload(rng.standard_normal(shapes[n].shape).astype(np.float32)) for n in op.inputs]
-            calls.append(lambda i, h=handles, op=op, attrs=attrs: backend.run(op.op_type, h, attrs))
-            works.append(w)
-            notes.append(f"{model.name}:{v}")
-    lat = _round_robin(calls, backend.synchronize, warmup, reps, progress, label, notes)
-    return [Sample(w, t, f"zoo:{model.name}") for w, t in zip(works, lat)]
-
-
-#: Features of each kind's latency model (see LatencyModel): convs pay for their im2col buffer, GEMVs and
-#: memory-bound ops slow down once their working set spills the cache.
+#: Features of each kind's (or variant's) latency model (see LatencyModel): convs pay for their im2col
+#: buffer, GEMVs and memory-bound ops slow down once their working set spills the cache.
 _KIND_FEATURES = {
     "conv": ("flops", "bytes", "im2col_bytes", "im2col"),
+    "conv/im2col": ("flops", "bytes", "im2col_bytes"),
+    "conv/pointwise": ("flops", "bytes"),
     "gemm": ("flops", "bytes", "bytes_over_cache"),
 }
+#: Weight of an in-model (zoo block) sample against a grid sample in the fit: they are timed in the context
+#: the predictions are for.
+ZOO_WEIGHT = 4.0
+#: A variant gets its own model from this many samples on (fewer: its kind's model costs it).
+MIN_VARIANT_SAMPLES = 4
 
 
-def _in_model_overhead_us(models: dict[str, dict], zoo_samples: Sequence[Sample]) -> float:
-    """Extra time a small op takes inside a model run (its code path and data are no longer hot, as in a
-    tight benchmark loop): the median of measured − predicted over the zoo-layer samples (timed in model
-    order, :func:`_round_robin`) whose prediction is small (< 100 µs), where that overhead is not lost in the
-    noise of the work itself. 0 without such samples."""
-    diffs = []
-    for s in zoo_samples:
-        md = models.get(s.work.kind)
-        if md is None:
-            continue
-        pred = float(LatencyModel.from_dict(md).predict(s.work)[0])
-        if pred < 100.0:
-            diffs.append(s.latency_us - pred)
-    return max(0.0, float(statistics.median(diffs))) if diffs else 0.0
+def _fit_one(key: str, items: Sequence[tuple[OpWork, float, float]]) -> dict | None:
+    if len(items) < 3:
+        return None
+    X = [w for w, _, _ in items]
+    y = [t for _, t, _ in items]
+    wt = [k for _, _, k in items]
+    kind = key.split("/")[0]
+    feats = _KIND_FEATURES.get(key, _KIND_FEATURES.get(kind, ("flops", "bytes")))
+    if len(items) < 8:
+        feats = feats[:2]
+    if all(w.flops == 0 for w in X):
+        feats = tuple(f for f in feats if f != "flops") or ("bytes",)
+    m = LatencyModel("auto", features=feats).fit(X, y, sample_weight=wt)
+    return m.to_dict()
 
 
-def _fit_models(samples: Sequence[Sample]) -> dict[str, dict]:
-    by_kind: dict[str, list[Sample]] = {}
-    for s in samples:
-        by_kind.setdefault(s.work.kind, []).append(s)
-    models = {}
-    for kind, ss in sorted(by_kind.items()):
-        if len(ss) < 3:
-            continue
-        X = [s.work for s in ss]
-        y = [s.latency_us for s in ss]
-        feats = _KIND_FEATURES.get(kind, ("flops", "bytes", "bytes_over_cache"))
-        if len(ss) < 8:
-            feats = feats[:2]
-        if all(s.work.flops == 0 for s in ss):
-            feats = tuple(f for f in feats if f != "flops") or ("bytes",)
-        m = LatencyModel("auto", features=feats).fit(X, y)
-        models[kind] = m.to_dict()
+def _fit_keyed(items: Sequence[tuple[OpWork, float, float]]) -> dict[str, dict]:
+    """One model per kind (all its samples) and one per variant with enough samples."""
+    by_kind: dict[str, list] = {}
+    by_var: dict[str, list] = {}
+    for it in items:
+        by_kind.setdefault(it[0].kind, []).append(it)
+        if it[0].variant:
+            by_var.setdefault(f"{it[0].kind}/{it[0].variant}", []).append(it)
+    models: dict[str, dict] = {}
+    for kind, its in sorted(by_kind.items()):
+        md = _fit_one(kind, its)
+        if md is not None:
+            models[kind] = md
+    for key, its in sorted(by_var.items()):
+        kind = key.split("/")[0]
+        if len(its) >= MIN_VARIANT_SAMPLES and len(its) < len(by_kind[kind]):
+            md = _fit_one(key, its)
+            if md is not None:
+                models[key] = md
     return models
+
+
+def _predict_with(models: dict[str, dict], work: OpWork) -> float | None:
+    from deepx_opt.cost_models.latency import model_keys
+
+    for k in model_keys(work):
+        if k in models:
+            return float(LatencyModel.from_dict(models[k]).predict(work)[0])
+    return None
+
+
+def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], block_overhead_us: float = 0.0, *,
+                       zoo_weight: float = ZOO_WEIGHT, exclude_models: Iterable[str] = ()) -> dict[str, dict]:
+    """Latency models per kind and variant from grid samples and in-model block samples.
+
+    Every sample's latency less ``block_overhead_us`` (paid once per block, added back by
+    :func:`~deepx_opt.cost_models.latency.predict_block_us`) is the work of its op(s). A one-step block is a
+    sample of its op (weight ``zoo_weight``); a block of several steps (a low-rank pair, an op and a view) is
+    split among its steps in proportion to a first fit's predictions, and the models refitted. Kinds that no
+    zoo block samples get the median in-model excess of small ops (the interpreter and data are no longer hot
+    inside a model run: what the fitted models of kinds seen in models predict for small grid ops, less what
+    those took) added to their fixed cost. ``exclude_models``: zoo models whose blocks are left out
+    (leave-one-model-out checks).
+    """
+    skip = set(exclude_models)
+    blocks = [b for b in blocks if b.model not in skip]
+
+    def net(t: float) -> float:
+        return max(t - block_overhead_us, 0.05 * t)
+
+    items = [(s.work, net(s.latency_us), 1.0) for s in grid]
+    singles = [(b.works[0], net(b.latency_us), zoo_weight) for b in blocks if len(b.works) == 1]
+    multi = [b for b in blocks if len(b.works) > 1]
+    models = _fit_keyed(items + singles)
+    if multi:
+        split = []
+        for b in multi:
+            preds = [_predict_with(models, w) for w in b.works]
+            if any(p is None for p in preds) or sum(preds) <= 0:
+                continue
+            tot = sum(preds)
+            split += [(w, net(b.latency_us) * p / tot, zoo_weight) for w, p in zip(b.works, preds)]
+        models = _fit_keyed(items + singles + split)
+    # kinds never seen inside a model: the in-model excess of small ops, i.e. how much more the models of
+    # kinds seen in models (dominated by their in-model samples) predict for small grid ops than those took
+    seen = {w.kind for b in blocks for w in b.works}
+    diffs = []
+    for s in grid:
+        if s.work.kind in seen and s.latency_us < 100.0:
+            p = _predict_with(models, s.work)
+            if p is not None:
+                diffs.append(p - net(s.latency_us))
+    excess = max(0.0, float(statistics.median(diffs))) if diffs else 0.0
+    for key, md in models.items():
+        if key.split("/")[0] not in seen:
+            md["coef_"][0] += excess
+            md["in_model_excess_us"] = round(excess, 3)
+    return models
+
+
+def _work_dict(w: OpWork) -> dict:
+    return {"kind": w.kind, "flops": w.flops, "bytes": w.bytes, "op_type": w.op_type, "im2col_bytes": w.im2col_bytes,
+            "variant": w.variant}
+
+
+def _work_from(d: dict) -> OpWork:
+    return OpWork(kind=d["kind"], flops=float(d["flops"]), bytes=float(d["bytes"]), op_type=d.get("op_type", ""),
+                  im2col_bytes=float(d.get("im2col_bytes", 0.0)), variant=d.get("variant", ""))
+
+
+def fit_data(profile: DeviceProfile, processor: str) -> tuple[list[Sample], list[BlockSample], float]:
+    """The samples a calibrated processor's models were fitted on (from ``meta.calibration``): grid samples,
+    zoo block samples and the block overhead — to refit, e.g. leaving one model out."""
+    info = profile.meta.get("calibration", {}).get("processors", {}).get(processor, {})
+    fd = info.get("fit_data")
+    if not fd:
+        raise ProfileError(f"profile {profile.name!r} holds no calibration samples for processor {processor!r}")
+    grid = [Sample(_work_from(w), float(t), "grid") for w, t in fd["grid"]]
+    blocks = [BlockSample(tuple(_work_from(w) for w in ws), float(t), m, lay, var)
+              for m, lay, var, ws, t in fd["blocks"]]
+    return grid, blocks, float(fd["block_overhead_us"])
 
 
 def _link_samples(backend: Any, sizes: Sequence[int], warmup: int, reps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -504,8 +653,8 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
     powers : mapping processor → (active W, idle W), optional
         Modelled powers overriding :data:`DEFAULT_POWER_W`.
     zoo_models : sequence of str, optional
-        Zoo models whose layers are timed in model order to measure the in-model dispatch overhead (default:
-        the mode's; the latency models themselves are fitted on the grid).
+        Zoo models run whole by the runtime executor (dense and at the mode's rank fractions); their blocks
+        are in-model samples of the fit (default: the mode's; ``()`` fits on the grid alone).
     nvml : bool
         Measure an NVIDIA GPU's active power from NVML when available.
 
@@ -543,14 +692,10 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
         be = get_backend(pname)
         kind, mem, desc = _processor_info(pname, be)
         samples = benchmark_ops(be, cases, warmup=cfg["warmup"], reps=cfg["reps"], progress=prog, label=pname)
-        rng = np.random.default_rng(1)
-        for g in zoo_graphs:
-            samples += _layer_samples(be, g, cfg["warmup"], cfg["reps"], rng, prog, pname)
-        models = _fit_models([s for s in samples if s.source == "grid"])
-        overhead_us = _in_model_overhead_us(models, [s for s in samples if s.source != "grid"])
-        for md in models.values():
-            md["coef_"][0] += overhead_us
-            md["dispatch_overhead_us"] = round(overhead_us, 3)
+        overhead_us = _sync_overhead_us(be)
+        blocks = _zoo_block_samples(pname, zoo_graphs, cfg["fractions"], cfg["warmup"], cfg["zoo_reps"], prog,
+                                    f"{pname} zoo") if zoo_graphs else []
+        models = fit_latency_models(samples, blocks, overhead_us)
         active, idle = (powers or {}).get(pname, DEFAULT_POWER_W.get(kind, DEFAULT_POWER_W["cpu"]))
         psrc = "modelled"
         if nvml and pname.startswith("opencl") and "nvidia" in desc.lower():
@@ -566,12 +711,19 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
                 psrc = "measured"
         procs.append(Processor(name=pname, kind=kind, memory_bytes=mem, active_power_w=float(active),
                                idle_power_w=float(idle), backend=pname, power_source=psrc,
-                               latency_models=models))
+                               latency_models=models, block_overhead_us=float(overhead_us)))
         meta["calibration"]["processors"][pname] = {
-            "device": desc, "samples": len(samples), "seconds": round(time.perf_counter() - t0, 1),
-            "dispatch_overhead_us": round(overhead_us, 3),
+            "device": desc, "samples": len(samples) + len(blocks), "seconds": round(time.perf_counter() - t0, 1),
+            "block_overhead_us": round(overhead_us, 3),
+            "zoo_models": [g.name for g in zoo_graphs], "zoo_rank_fractions": list(cfg["fractions"]),
             "samples_table": [[s.work.kind, s.work.op_type, s.work.flops, s.work.bytes, round(s.latency_us, 2),
-                               s.source] for s in samples]}
+                               s.source] for s in samples]
+                             + [[w.kind, w.op_type, w.flops, w.bytes, round(b.latency_us, 2), b.source]
+                                for b in blocks if len(b.works) == 1 for w in b.works],
+            "fit_data": {"block_overhead_us": overhead_us,
+                         "grid": [[_work_dict(s.work), s.latency_us] for s in samples],
+                         "blocks": [[b.model, b.layer, b.variant, [_work_dict(w) for w in b.works], b.latency_us]
+                                    for b in blocks]}}
         if pname != "cpu":  # an OpenCL device: fit its link to the host
             sizes = [4096, 65536, 1 << 20, 4 << 20] + ([16 << 20] if mode != "quick" else [])
             xs, ys = _link_samples(be, sizes, cfg["warmup"], cfg["reps"])
@@ -607,7 +759,8 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
 
 @dataclass(frozen=True)
 class ValidationRow:
-    """Measured vs predicted latency of one block on one processor."""
+    """Measured vs predicted latency of one block on one processor (``works``: the steps the executor ran,
+    to re-predict with another profile, e.g. a leave-one-model-out refit)."""
 
     processor: str
     model: str
@@ -616,39 +769,28 @@ class ValidationRow:
     kind: str
     measured_us: float
     predicted_us: float
+    works: tuple = field(default=(), compare=False, repr=False)
+    measured_median_us: float = field(default=float("nan"), compare=False)
 
     @property
     def error_pct(self) -> float:
         return (self.predicted_us - self.measured_us) / self.measured_us * 100.0
 
 
-def _variants(model: Any, rank_fractions: Sequence[float]) -> list[tuple[str, Any]]:
-    """(variant name, ModelGraph) pairs: the dense model, then every factorisable layer at each rank fraction."""
-    out = [("dense", model)]
-    try:
-        from deepx_opt.graphs.compression import apply_ranks, factorizers
-    except ImportError:
-        return out
-    fzs = factorizers(model)
-    for frac in rank_fractions:
-        ranks = {v: max(1, int(round(fz.max_rank * frac))) for v, fz in fzs.items()}
-        if ranks:
-            out.append((f"rank={frac:g}", apply_ranks(model, ranks, factorizers_=fzs)))
-    return out
-
-
 def validate(profile: DeviceProfile, models: Sequence[str] | Sequence[Any], *, processors: Sequence[str] | None = None,
-             rank_fractions: Sequence[float] = (0.5, 0.25), warmup: int = 2, reps: int = 5,
+             rank_fractions: Sequence[float] = (0.5, 0.25), warmup: int = 2, reps: int = 7,
              progress: bool | Callable = True) -> list[ValidationRow]:
     """Measured vs predicted latency of every block of zoo models on each processor with a backend binding.
 
-    Each model runs whole, layer after layer in topological order (real activations flowing between blocks,
-    weights resident on the processor), ``warmup + reps`` times; each block's time (``run`` +
-    ``synchronize``) is the median over the timed runs — the per-block measurement of a real execution.
-    Variants: the dense model, then the model with *every* factorisable layer at ``fraction × full rank`` for
-    each of ``rank_fractions`` (only the factorised blocks are reported for those).
+    Each model runs whole on one processor through the runtime executor
+    (:func:`deepx_opt.runtime.executor.execute_graph`, ``warmup`` + ``reps`` runs): every block's time is the
+    executor's own per-block measurement (``measured_us``: :data:`TIMING_STAT` over the timed runs, as
+    calibration; ``measured_median_us``: the median, what a run report shows) of exactly the steps it runs (after
+    Conv+BN folding and activation fusion). Variants: the dense model, then the model with *every*
+    factorisable layer at ``fraction × full rank`` for each of ``rank_fractions`` (factor weights random, of
+    the right shapes; only the factorised blocks are reported for those).
     """
-    from deepx_opt.runtime.backends import get_backend
+    from deepx_opt.cost_models.latency import predict_work_us
 
     prog = progress if callable(progress) else _Progress(bool(progress))
     graphs = []
@@ -670,41 +812,54 @@ def validate(profile: DeviceProfile, models: Sequence[str] | Sequence[Any], *, p
                            f"{' among ' + ', '.join(processors) if processors else ''}")
     rows: list[ValidationRow] = []
     rng = np.random.default_rng(2)
-    jobs = [(g, vname, vg) for g in graphs for vname, vg in _variants(g, rank_fractions)]
+    jobs = []
+    for g in graphs:
+        for frac in (None, *rank_fractions):
+            vg = timing_variant(g, frac, rng)
+            if vg is not None:
+                jobs.append((g, "dense" if frac is None else f"rank={frac:g}", vg, model_block_works(vg)))
     for proc in procs:
-        be = get_backend(proc.backend)
-        for ji, (g, vname, vg) in enumerate(jobs):
-            shapes = model_shapes(vg)
-            env0: dict[str, Any] = {t: be.upload(np.ascontiguousarray(w)) for t, w in vg.weights.items()}
-            for t, info in vg.inputs.items():
-                env0[t] = be.upload(rng.standard_normal(info.shape).astype(np.float32))
-            layers = vg.layers()
-            runners = {v: block_runner(be, vg.dag.nodes[v]["ops"]) for v in layers}
-            times: dict[str, list[float]] = {v: [] for v in layers}
-            for rep in range(warmup + reps):
-                env = dict(env0)
-                for v in layers:
-                    d = vg.dag.nodes[v]
-                    t0 = time.perf_counter()
-                    runners[v](env)
-                    be.synchronize()
-                    dt = time.perf_counter() - t0
-                    if rep >= warmup:
-                        times[v].append(dt * 1e6)
-            for v in layers:
+        for ji, (g, vname, vg, works) in enumerate(jobs):
+            lats = _block_latencies(proc.backend, vg, warmup, reps, rng)
+            for v in vg.layers():
                 d = vg.dag.nodes[v]
                 if vname != "dense" and "rank" not in d:
                     continue  # unchanged layer: reported once, in the dense variant
-                pred = _predict(profile, proc.name, d["ops"], shapes)
-                rows.append(ValidationRow(proc.name, g.name, v, vname, d["kind"], statistics.median(times[v]), pred))
+                pred = proc.block_overhead_us + sum(predict_work_us(profile, proc.name, w) for w in works[v])
+                rows.append(ValidationRow(proc.name, g.name, v, vname, d["kind"], _stat(lats[v]), pred, works[v],
+                                          float(statistics.median(lats[v]))))
             prog(proc.name, ji + 1, len(jobs), f"{g.name}:{vname}")
     return rows
 
 
-def _predict(profile: DeviceProfile, processor: str, ops: Sequence[Any], shapes: dict) -> float:
-    from deepx_opt.cost_models.latency import predict_block_us
+def repredict(rows: Iterable[ValidationRow], profile: DeviceProfile) -> list[ValidationRow]:
+    """The same measured rows, predicted by another profile (same processor names)."""
+    from deepx_opt.cost_models.latency import predict_work_us
 
-    return predict_block_us(profile, processor, ops=ops, shapes=shapes)
+    out = []
+    for r in rows:
+        proc = profile.processor(r.processor)
+        pred = proc.block_overhead_us + sum(predict_work_us(profile, r.processor, w) for w in r.works)
+        out.append(ValidationRow(r.processor, r.model, r.layer, r.variant, r.kind, r.measured_us, pred, r.works,
+                                 r.measured_median_us))
+    return out
+
+
+def leave_one_model_out(profile: DeviceProfile, rows: Sequence[ValidationRow]) -> list[ValidationRow]:
+    """Rows predicted, for each model, by models refitted without that model's in-model calibration samples
+    (:func:`fit_latency_models` with ``exclude_models``): the held-out error of fitting on zoo layers."""
+    import copy
+
+    out = []
+    by_model: dict[tuple[str, str], list[ValidationRow]] = {}
+    for r in rows:
+        by_model.setdefault((r.processor, r.model), []).append(r)
+    for (pname, mname), rs in by_model.items():
+        grid, blocks, overhead = fit_data(profile, pname)
+        prof = copy.deepcopy(profile)
+        prof.processor(pname).latency_models = fit_latency_models(grid, blocks, overhead, exclude_models=[mname])
+        out += repredict(rs, prof)
+    return out
 
 
 def summarize_validation(rows: Iterable[ValidationRow], tolerance_pct: float = 10.0) -> list[dict]:

@@ -45,6 +45,8 @@ __all__ = [
     "LatencyModel",
     "op_kind",
     "op_work",
+    "work_variant",
+    "model_keys",
     "block_works",
     "model_shapes",
     "layer_works",
@@ -71,6 +73,28 @@ class OpWork:
     op_type: str = ""
     name: str = ""
     im2col_bytes: float = 0.0  # column buffer of a k×k (or strided/padded) dense conv; 0 otherwise
+    variant: str = ""  # finer class of work within the kind (see work_variant); "" = none
+
+
+def work_variant(kind: str, op_type: str, *, rows: int = 0, pointwise: bool = False) -> str:
+    """Variant of a kind of work that gets its own latency model when calibrated (profile key
+    ``"kind/variant"``): ``gemm`` → ``gemv`` (one output row: batch-1 FC layers, bound by reading the weight) or
+    ``gemm``; ``conv`` → ``pointwise`` (1×1, stride 1, no padding: one GEMM) or ``im2col``; other kinds →
+    the op type (``MaxPool`` and ``GlobalAveragePool`` differ, as do ``Reshape`` and ``Transpose``).
+
+    >>> work_variant("gemm", "Gemm", rows=1), work_variant("pool", "MaxPool")
+    ('gemv', 'MaxPool')
+    """
+    if kind == "gemm":
+        return "gemv" if rows == 1 else "gemm"
+    if kind == "conv":
+        return "pointwise" if pointwise else "im2col"
+    return op_type
+
+
+def model_keys(work: "OpWork") -> tuple[str, ...]:
+    """Profile keys of the latency models that may cost ``work``, most specific first."""
+    return (f"{work.kind}/{work.variant}", work.kind) if work.variant else (work.kind,)
 
 
 # ------------------------------------------------------------------------------------ op → work
@@ -128,6 +152,8 @@ def op_work(op: Any, shapes: Mapping[str, Any]) -> OpWork:
     flops = float(gops.op_flops(op, ins, outs))
     nbytes = 0.0 if op.op_type in _VIEWS else float(sum(t.nbytes for t in ins) + sum(t.nbytes for t in outs))
     im2col = 0.0
+    pointwise = False
+    rows = 0
     if kind == "conv":
         a = op.attrs
         pointwise = (tuple(ins[1].shape[2:]) == (1, 1) and tuple(a.get("strides", (1, 1))) == (1, 1)
@@ -136,21 +162,76 @@ def op_work(op: Any, shapes: Mapping[str, Any]) -> OpWork:
             n, _, ho, wo = outs[0].shape
             cin_g, kh, kw = ins[1].shape[1:]
             im2col = float(n * int(a.get("group", 1)) * cin_g * kh * kw * ho * wo * 4)
-    return OpWork(kind=kind, flops=flops, bytes=nbytes, op_type=op.op_type, name=op.name or "", im2col_bytes=im2col)
+    elif kind == "gemm":
+        rows = int(np.prod(outs[0].shape[:-1], dtype=np.int64)) if len(outs[0].shape) > 1 else 1
+    return OpWork(kind=kind, flops=flops, bytes=nbytes, op_type=op.op_type, name=op.name or "", im2col_bytes=im2col,
+                  variant=work_variant(kind, op.op_type, rows=rows, pointwise=pointwise))
 
 
-def block_works(ops: Iterable[Any], shapes: Mapping[str, Any], *, fused_relu: bool = True) -> list[OpWork]:
-    """Works of a block's ops, in order, inferring the shapes of tensors internal to the block.
+#: Ops the executor fuses a following Relu/Clip into (``deepx_opt.runtime.executor``).
+_ACT_FUSABLE = {"Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Sum"}
 
-    With ``fused_relu`` (the runtime fuses a ``Relu`` into the Conv/Gemm/MatMul that produces its input, see
-    ``deepx_opt.runtime.backends.base.FUSED_ACTIVATION_ATTR``), such a Relu adds no separate work.
+
+def executed_ops(ops: Sequence[Any], outputs: Sequence[str] | None = None,
+                 constants: Iterable[str] | None = None) -> list[Any]:
+    """The ops the runtime executor runs for a block, from the shapes' point of view (mirrors
+    ``deepx_opt.runtime.executor.block_steps``): ``Conv → BatchNormalization`` with constant parameters
+    becomes the Conv (writing the BN's output), and ``Relu``/``Clip`` after ``Conv/Gemm/MatMul/Add/Sub/Mul/
+    Div/Sum`` is fused into it. A pair merges only when the second op reads the first one's only output and
+    nothing else (no later op, no block output in ``outputs``) reads it. ``constants``: tensor names that are
+    weights (default: every input no op of the block produces).
+    """
+    from deepx_opt.graphs import OpSpec
+
+    ops = list(ops)
+    outputs = set(outputs or ())
+    produced = {t for op in ops for t in op.outputs}
+    const = set(constants) if constants is not None else None
+
+    def is_const(t: str) -> bool:
+        return bool(t) and (t in const if const is not None else t not in produced)
+
+    def sole_reader(i: int) -> bool:
+        first, nxt = ops[i], ops[i + 1]
+        if len(first.outputs) != 1:
+            return False
+        t = first.outputs[0]
+        return (list(nxt.inputs[:1]) == [t] and t not in nxt.inputs[1:] and t not in outputs
+                and not any(t in later.inputs for later in ops[i + 2:]))
+
+    i = 0
+    while i + 1 < len(ops):
+        a, b = ops[i], ops[i + 1]
+        if (a.op_type == "Conv" and b.op_type == "BatchNormalization" and sole_reader(i)
+                and all(is_const(t) for t in a.inputs[1:3] if t) and all(is_const(t) for t in b.inputs[1:5])):
+            ops[i:i + 2] = [OpSpec("Conv", list(a.inputs), list(b.outputs), dict(a.attrs), a.name)]
+            continue
+        i += 1
+    i = 0
+    while i + 1 < len(ops):
+        a, b = ops[i], ops[i + 1]
+        if (a.op_type in _ACT_FUSABLE and b.op_type in ("Relu", "Clip") and sole_reader(i)
+                and not a.attrs.get("fused_activation")):
+            ops[i:i + 2] = [OpSpec(a.op_type, list(a.inputs), list(b.outputs),
+                                   dict(a.attrs, fused_activation=b.op_type), a.name)]
+        i += 1
+    return ops
+
+
+def block_works(ops: Iterable[Any], shapes: Mapping[str, Any], *, fused_relu: bool = True,
+                outputs: Sequence[str] | None = None) -> list[OpWork]:
+    """Works of a block's ops as the executor runs them, in order, inferring the shapes of tensors internal to
+    the block.
+
+    With ``fused_relu`` (default) the executor's rewrites apply (:func:`executed_ops`): Conv+BatchNormalization
+    folding and Relu/Clip fusion into the op producing their input add no separate work. ``outputs``: the
+    block's output tensors (an intermediate that is also an output is not fused away).
     """
     from deepx_opt.graphs import ops as gops
 
+    ops = list(ops)
     known = dict(shapes)
-    works: list[OpWork] = []
-    prev = None
-    for op in ops:
+    for op in ops:  # shapes of every tensor, before the rewrites drop intermediates
         missing = [n for n in op.inputs if n and n not in known]
         if missing:
             raise CostModelError(f"op {op.name or op.op_type!r}: no shape known for tensor(s) {missing}")
@@ -159,12 +240,8 @@ def block_works(ops: Iterable[Any], shapes: Mapping[str, Any], *, fused_relu: bo
                 raise CostModelError(f"no kind of work known for op {op.op_type!r}")
             for n, info in zip(op.outputs, gops.infer_op(op, [_info(known[n]) for n in op.inputs if n])):
                 known.setdefault(n, info)
-        fused = (fused_relu and op.op_type == "Relu" and prev is not None and prev.op_type in _MAIN_FUSABLE
-                 and list(op.inputs) == list(prev.outputs[:1]))
-        if not fused:
-            works.append(op_work(op, known))
-        prev = op
-    return works
+    run = executed_ops(ops, outputs) if fused_relu else ops
+    return [op_work(op, known) for op in run]
 
 
 def model_shapes(model: Any) -> dict[str, Any]:
@@ -215,18 +292,19 @@ def _eval(family: str, coef: np.ndarray, X: np.ndarray) -> np.ndarray:
     return coef[0] + np.maximum(X[:, 0] * coef[1], X[:, 1] * coef[2]) + X[:, 2:] @ coef[3:]
 
 
-def _fit_nnls(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _fit_nnls(X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
     """Linear model, non-negative least squares on relative error (a good start for the log fit)."""
     from scipy.optimize import nnls
 
-    A = np.c_[np.ones(len(y)), X] / y[:, None]
+    sw = np.ones(len(y)) if w is None else np.sqrt(w)
+    A = np.c_[np.ones(len(y)), X] / y[:, None] * sw[:, None]
     scale = np.abs(A).max(axis=0)
     scale[scale == 0] = 1.0
-    sol, _ = nnls(A / scale, np.ones(len(y)), maxiter=50 * A.shape[1])
+    sol, _ = nnls(A / scale, sw, maxiter=50 * A.shape[1])
     return sol / scale
 
 
-def _fit_log(family: str, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _fit_log(family: str, X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
     """Non-negative coefficients minimising Σ (ln pred − ln y)²: symmetric in over/under-prediction, unlike
     least squares on relative error, which favours predicting low."""
     from scipy.optimize import least_squares
@@ -236,10 +314,26 @@ def _fit_log(family: str, X: np.ndarray, y: np.ndarray) -> np.ndarray:
                                 for j in range(X.shape[1])]]
     floor = 1e-6 * float(np.min(y))
 
-    def resid(p):
-        return np.log(np.maximum(_eval(family, p * unit, X), floor)) - np.log(y)
+    sw = np.ones(len(y)) if w is None else np.sqrt(np.asarray(w, dtype=float))
 
-    lin = _fit_nnls(X, y)
+    def resid(p):
+        return sw * (np.log(np.maximum(_eval(family, p * unit, X), floor)) - np.log(y))
+
+    ones = np.ones(len(y))
+
+    def jac(p):  # analytic: d ln(pred) / dp = (d pred / dp) / pred
+        c = p * unit
+        pred = _eval(family, c, X)
+        if family == "linear" or X.shape[1] < 2:
+            D = np.c_[ones, X]
+        else:
+            first = X[:, 0] * c[1] >= X[:, 1] * c[2]
+            D = np.c_[ones, np.where(first, X[:, 0], 0.0), np.where(first, 0.0, X[:, 1]), X[:, 2:]]
+        J = D * unit[None, :] / np.maximum(pred, floor)[:, None]
+        J[pred < floor] = 0.0
+        return J * sw[:, None]
+
+    lin = _fit_nnls(X, y, w)
     with np.errstate(divide="ignore", invalid="ignore"):
         starts = [np.where(unit > 0, lin / np.where(unit > 0, unit, 1.0), 0.0)]
     ratios = [np.median(y / np.maximum(X[:, j], 1e-30)) if np.any(X[:, j] > 0) else 0.0 for j in range(X.shape[1])]
@@ -251,7 +345,7 @@ def _fit_log(family: str, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         p0 = np.maximum(p0, 1e-9)
         if not np.all(np.isfinite(p0)):
             continue
-        r = least_squares(resid, p0, bounds=(0.0, np.inf), method="trf", max_nfev=300 * (len(p0) + 1))
+        r = least_squares(resid, p0, jac=jac, bounds=(0.0, np.inf), method="trf", max_nfev=100 * (len(p0) + 1))
         if best is None or r.cost < best.cost:
             best = r
     return best.x * unit
@@ -318,8 +412,9 @@ class LatencyModel:
             return FAMILIES
         return ("linear",)
 
-    def fit(self, X: Any, y_us: Any) -> "LatencyModel":
-        """Fit on samples ``X`` (a list of :class:`OpWork`, or a feature matrix) and latencies ``y_us``.
+    def fit(self, X: Any, y_us: Any, sample_weight: Any = None) -> "LatencyModel":
+        """Fit on samples ``X`` (a list of :class:`OpWork`, or a feature matrix) and latencies ``y_us``
+        (``sample_weight``: optional weight of each sample's squared log error).
 
         Returns
         -------
@@ -343,6 +438,9 @@ class LatencyModel:
             raise CostModelError(f"a latency model needs at least 2 samples; got {len(y)}")
         if np.any(~np.isfinite(y)) or np.any(y <= 0):
             raise CostModelError("latencies must be finite and > 0 µs")
+        wt = None if sample_weight is None else np.asarray(sample_weight, dtype=float).ravel()
+        if wt is not None and (len(wt) != len(y) or np.any(~np.isfinite(wt)) or np.any(wt <= 0)):
+            raise CostModelError(f"sample_weight: expected {len(y)} finite weights > 0")
         k = self.cv_folds
         use_cv = len(y) >= 2 * k
         idx = np.random.default_rng(0).permutation(len(y))
@@ -354,14 +452,15 @@ class LatencyModel:
                     errs = []
                     for f in folds:
                         tr = np.setdiff1d(idx, f)
-                        coef = _fit_log(fam, A[tr], y[tr])
-                        errs.append(np.abs(_eval(fam, coef, A[f]) - y[f]) / y[f])
-                    scores[(fam, c)] = float(np.mean(np.concatenate(errs)) * 100.0)
+                        coef = _fit_log(fam, A[tr], y[tr], None if wt is None else wt[tr])
+                        errs.append((np.abs(_eval(fam, coef, A[f]) - y[f]) / y[f]) * (1.0 if wt is None else wt[f]))
+                    norm = 1.0 if wt is None else float(np.mean(wt))
+                    scores[(fam, c)] = float(np.mean(np.concatenate(errs)) / norm * 100.0)
                 else:
-                    scores[(fam, c)] = _mape(_eval(fam, _fit_log(fam, A, y), A), y)
+                    scores[(fam, c)] = _mape(_eval(fam, _fit_log(fam, A, y, wt), A), y)
         fam, c = min(scores, key=lambda key: (scores[key] - (0.5 if key[0] == "linear" else 0.0), key[0]))
         A = mats[c]
-        coef = _fit_log(fam, A, y)
+        coef = _fit_log(fam, A, y, wt)
         self.family_ = fam
         self.cache_bytes_ = float(c or 0.0)
         self.coef_ = [float(v) for v in coef]
@@ -450,7 +549,7 @@ def predict_work_us(profile: Any, processor: str, work: OpWork) -> float:
             f"processor {processor!r} of profile {profile.name!r} does not support op {work.op_type!r}; "
             f"supported ops: {', '.join(proc.supported_ops or [])}"
         )
-    md = proc.latency_models.get(work.kind)
+    md = next((proc.latency_models[k] for k in model_keys(work) if k in proc.latency_models), None)
     if md is None:
         raise CostModelError(
             f"profile {profile.name!r} has no latency model for {work.kind!r} work on processor {processor!r} "
@@ -484,7 +583,8 @@ def predict_block_us(profile: Any, processor: str, layer_attrs: Mapping[str, Any
         if ops is not None:
             if shapes is None:
                 raise CostModelError("predict_block_us: ops given without shapes of their input tensors")
-            works = block_works(ops, shapes, fused_relu=fused_relu)
+            outs = layer_attrs.get("outputs") if layer_attrs is not None else None
+            works = block_works(ops, shapes, fused_relu=fused_relu, outputs=outs)
         elif layer_attrs is not None:
             try:
                 kind = layer_attrs["kind"]
@@ -497,4 +597,5 @@ def predict_block_us(profile: Any, processor: str, layer_attrs: Mapping[str, Any
             raise CostModelError("predict_block_us needs works, ops+shapes or layer_attrs")
     if not works:
         raise CostModelError("block has no work to cost (empty op list)")
-    return float(sum(predict_work_us(profile, processor, w) for w in works))
+    overhead = float(getattr(profile.processor(processor), "block_overhead_us", 0.0) or 0.0)
+    return overhead + float(sum(predict_work_us(profile, processor, w) for w in works))

@@ -124,7 +124,13 @@ class Processor:
     supported_ops : list[str] or None
         If given, the only canonical op types the processor runs.
     latency_models : dict[str, dict]
-        Per work kind, a serialised :class:`~deepx_opt.cost_models.latency.LatencyModel`.
+        Per work kind (``"gemm"``) or work kind and variant (``"gemm/gemv"``, ``"pool/MaxPool"``; see
+        :func:`~deepx_opt.cost_models.latency.work_variant`), a serialised
+        :class:`~deepx_opt.cost_models.latency.LatencyModel`. A variant's model, when present, is used
+        before its kind's.
+    block_overhead_us : float
+        Fixed cost of one block on top of its ops (the executor's per-block synchronisation and timing);
+        measured by calibration, 0 for modelled processors.
     """
 
     name: str
@@ -137,6 +143,7 @@ class Processor:
     unsupported_kinds: list[str] = field(default_factory=list)
     supported_ops: list[str] | None = None
     latency_models: dict[str, dict] = field(default_factory=dict)
+    block_overhead_us: float = 0.0
 
     def supports_kind(self, kind: str) -> bool:
         return kind not in self.unsupported_kinds
@@ -156,6 +163,7 @@ class Processor:
             "unsupported_kinds": list(self.unsupported_kinds),
             "supported_ops": None if self.supported_ops is None else list(self.supported_ops),
             "latency_models": {k: dict(v) for k, v in self.latency_models.items()},
+            "block_overhead_us": float(self.block_overhead_us),
         }
 
 
@@ -287,8 +295,10 @@ def _parse_latency_models(d: Any, path: str) -> dict[str, dict]:
         raise _err(path, f"{type(d).__name__} given; expected an object mapping work kind to model")
     out = {}
     for kind, md in d.items():
-        if kind not in WORK_KINDS:
-            raise _err(f"{path}.{kind}", f"unknown work kind {kind!r}; accepted: {', '.join(WORK_KINDS)}")
+        base, _, variant = str(kind).partition("/")
+        if base not in WORK_KINDS or (_ and not variant):
+            raise _err(f"{path}.{kind}", f"unknown work kind {kind!r}; accepted: {', '.join(WORK_KINDS)}, "
+                                         f"optionally followed by /VARIANT (e.g. gemm/gemv)")
         try:
             LatencyModel.from_dict(md)  # validates
         except ProfileError as exc:
@@ -330,6 +340,7 @@ def _parse_processor(d: Any, i: int) -> Processor:
         unsupported_kinds=list(unsup),
         supported_ops=None if sops is None else [str(s) for s in sops],
         latency_models=_parse_latency_models(d.get("latency_models", {}), f"{path}.latency_models"),
+        block_overhead_us=_nonneg(d, "block_overhead_us", path) if "block_overhead_us" in d else 0.0,
     )
 
 

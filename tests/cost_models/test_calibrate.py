@@ -5,9 +5,13 @@ import os
 import numpy as np
 import pytest
 
-from deepx_opt.cost_models import OpWork, load_profile, predict_work_us, save_profile
+from deepx_opt.cost_models import LatencyModel, OpWork, load_profile, predict_work_us, save_profile
 from deepx_opt.cost_models.calibrate import (
+    BlockSample,
+    Sample,
     _round_robin,
+    fit_latency_models,
+    leave_one_model_out,
     calibrate,
     host_profile,
     machine_key,
@@ -32,9 +36,12 @@ def _opencl_name():
     return names[0]
 
 
+ZOO = ("digits_mlp", "digits_cnn", "speakerid")
+
+
 @pytest.fixture(scope="module")
 def cpu_profile():
-    return calibrate(["cpu"], mode="quick", progress=False)
+    return calibrate(["cpu"], mode="quick", progress=False, zoo_models=ZOO)
 
 
 def test_grid_covers_every_calibrated_kind():
@@ -52,8 +59,9 @@ def test_quick_calibration_cpu(cpu_profile, tmp_path):
     p = cpu_profile
     cpu = p.processor("cpu")
     assert cpu.backend == "cpu" and cpu.power_source == "modelled"
-    assert set(cpu.latency_models) == CALIBRATED_KINDS
+    assert {k.split("/")[0] for k in cpu.latency_models} == CALIBRATED_KINDS <= set(cpu.latency_models)
     for kind, md in cpu.latency_models.items():
+        kind = kind.split("/")[0]
         assert md["n_samples_"] >= 3
         small = predict_work_us(p, "cpu", OpWork(kind, 1e3, 1e4))
         big = predict_work_us(p, "cpu", OpWork(kind, 1e9, 1e4))
@@ -62,23 +70,26 @@ def test_quick_calibration_cpu(cpu_profile, tmp_path):
     assert predict_work_us(p, "cpu", OpWork("gemm", 8e6, 16e6)) > 3 * predict_work_us(p, "cpu", OpWork("gemm", 2e4, 4e4))
     samples = p.meta["calibration"]["processors"]["cpu"]["samples_table"]
     assert sum(row[5] == "grid" for row in samples) == len(op_grid("small"))
-    assert {row[5] for row in samples} == {"grid", "zoo:digits_mlp", "zoo:digits_cnn"}  # timed in model order
+    # every zoo model's blocks were timed inside whole-model runs of the executor
+    assert {row[5] for row in samples} == {"grid"} | {f"zoo:{m}" for m in ZOO}
     assert all(row[4] > 0 for row in samples)
-    overhead = p.meta["calibration"]["processors"]["cpu"]["dispatch_overhead_us"]
-    assert overhead >= 0 and all(md["dispatch_overhead_us"] == overhead for md in cpu.latency_models.values())
+    assert cpu.block_overhead_us >= 0
+    # variants with enough samples get their own model: batch-1 GEMMs (GEMV) and MaxPool
+    assert {"gemm/gemv", "pool/MaxPool", "conv/im2col"} <= set(cpu.latency_models)
     q = load_profile(save_profile(p, tmp_path / "host.json"))
     assert q.processor("cpu").latency_models == cpu.latency_models
+    assert q.processor("cpu").block_overhead_us == cpu.block_overhead_us
     with pytest.raises(CostModelError, match="no latency model for 'copy'"):
         predict_work_us(p, "cpu", OpWork("copy", 0, 1e4))
 
 
 def test_quick_calibration_opencl():
     name = _opencl_name()
-    p = calibrate([name], mode="quick", progress=False)
+    p = calibrate([name], mode="quick", progress=False, zoo_models=("digits_mlp",))
     assert p.processor_names == ["cpu", name]  # the host joins for the link, uncalibrated
     assert p.processor("cpu").latency_models == {}
     proc = p.processor(name)
-    assert set(proc.latency_models) == CALIBRATED_KINDS
+    assert CALIBRATED_KINDS <= set(proc.latency_models)
     lk = p.link("cpu", name)
     assert lk is not None and lk.bandwidth_bytes_per_s > 1e7 and not lk.wireless
     assert p.transfer_time_us("cpu", name, 1 << 20) > p.transfer_time_us("cpu", name, 1 << 10)
@@ -98,9 +109,35 @@ def test_validate_measures_and_predicts_every_block(cpu_profile):
     assert [r.layer for r in dense] == ["fc1", "fc2", "fc3", "prob"]
     assert {r.layer for r in low} == {"fc1", "fc2", "fc3"}
     assert all(r.measured_us > 0 and r.predicted_us > 0 for r in rows)
+    assert all(r.measured_median_us >= r.measured_us for r in rows)  # measured_us is the minimum of the runs
+    # the executor's steps: a dense fc is one (fused) GEMV, a factorised one two
+    assert [w.variant for w in dense[0].works] == ["gemv"] and len(low[0].works) == 2
     summ = summarize_validation(rows)
     assert {s["variant"] for s in summ} == {"all", "dense", "low-rank"}
     assert all(0 <= s["within_pct"] <= 100 and s["mape_pct"] >= 0 for s in summ)
+    # leave-one-model-out: digits_mlp's own blocks are dropped from the fit, the measurements stay
+    lo = leave_one_model_out(cpu_profile, rows)
+    assert [(r.layer, r.variant, r.measured_us) for r in lo] == [(r.layer, r.variant, r.measured_us) for r in rows]
+    assert any(abs(a.predicted_us - b.predicted_us) > 1e-6 for a, b in zip(lo, rows))
+
+
+def test_fit_uses_in_model_blocks_and_splits_multi_step_blocks():
+    # synthetic: the grid says a GEMV costs 10 µs + 1 µs per kB; inside models, blocks cost twice that
+    grid = [Sample(OpWork("gemm", 2 * kb * 256, kb * 1024.0, "Gemm", variant="gemv"), 10 + kb)
+            for kb in (1, 4, 16, 64, 256, 1024)]
+    w = [OpWork("gemm", 2 * kb * 256, kb * 1024.0, "Gemm", variant="gemv") for kb in (2, 8, 32, 128, 512)]
+    blocks = [BlockSample((x,), 2 * (10 + x.bytes / 1024), "m1") for x in w]
+    blocks += [BlockSample((x, x), 4 * (10 + x.bytes / 1024), "m2") for x in w]  # two steps each
+    grid_only = fit_latency_models(grid, [], 0.0)
+    both = fit_latency_models(grid, blocks, 0.0)
+    x = OpWork("gemm", 2 * 100 * 256, 100 * 1024.0, "Gemm", variant="gemv")
+    p_grid = LatencyModel.from_dict(grid_only["gemm"]).predict(x)[0]
+    p_both = LatencyModel.from_dict(both["gemm"]).predict(x)[0]
+    assert p_grid == pytest.approx(110, rel=0.05)
+    assert p_both == pytest.approx(220, rel=0.15)  # in-model samples (weight 4) dominate
+    # leaving m1 and m2 out gives back the grid's answer
+    again = fit_latency_models(grid, blocks, 0.0, exclude_models=["m1", "m2"])
+    assert LatencyModel.from_dict(again["gemm"]).predict(x)[0] == pytest.approx(p_grid)
 
 
 def test_round_robin_times_every_call():
