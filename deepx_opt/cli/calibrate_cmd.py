@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
                    help="afterwards run every layer of zoo models (dense and at two ranks) and print measured vs "
                         "predicted latency: share within ±10%%, MAPE")
     p.add_argument("--validate-models", default="svhn,speakerid,audioscene,digits_mlp,digits_cnn", metavar="LIST",
-                   help="zoo models for --validate (default: %(default)s; alexnet adds ~1 min)")
+                   help="zoo models for --validate (default: %(default)s)")
     p.add_argument("--cache", action="store_true",
                    help="read the cached profile of this machine if there is one (else calibrate and cache it); "
                         "with -o also copy it there")
@@ -95,7 +95,7 @@ def run(args) -> int:
                   f"{s['median_abs_err_pct']:.1f}", f"{s['measured_total_ms']:.2f}", f"{s['predicted_total_ms']:.2f}"]
                  for s in summarize_validation(vrows)]
         print()
-        print(f"validation on {', '.join(models)}: every block measured (median) vs predicted", file=sys.stdout)
+        print(f"validation on {', '.join(models)}: every block measured (minimum of 7 runs) vs predicted", file=sys.stdout)
         print_table(["processor", "blocks of", "n", "within ±10%", "MAPE %", "median |err| %", "measured ms",
                      "predicted ms"], table, align="llrrrrrr")
     return 0

@@ -1,14 +1,23 @@
 """Calibration: micro-benchmarks on the real backends → a device profile of this machine.
 
 For every processor (``cpu``, ``opencl:0``, ...; see :func:`deepx_opt.runtime.backends.get_backend`) the
-calibration runs a grid of canonical ops per work kind (GEMM/MatMul at batch 1 and a few batches, dense,
-1×1, grouped and depthwise convs, element-wise, pooling, LRN, softmax, concat, reshape/transpose, pad) with
-warm-up runs, then takes the median of several timed runs (``run`` + ``synchronize``); on the numpy backend
-an op's weights rotate between copies so that each timed run finds them out of the L2 cache, as inside a
-model run. A :class:`~deepx_opt.cost_models.latency.LatencyModel` is fitted per kind (family and cache
-threshold picked by cross-validated error). Then the ops of a few small zoo models are timed *in model order* (each op after the
-model's others): the median excess of those small ops over the grid models is the in-model dispatch
-overhead, added to every kind's ``c0``. The link between the host and each OpenCL device is fitted from
+calibration times two sets of samples:
+
+* a grid of canonical ops per work kind (GEMM/MatMul at batch 1 and a few batches, dense, 1×1, grouped and
+  depthwise convs, element-wise, pooling, LRN, softmax, concat, reshape/transpose, pad), each ``run`` +
+  ``synchronize`` as the executor does, after warm-up runs; on the numpy backend an op's weights rotate
+  between copies so that each timed run finds them out of the L2 cache, as inside a model run;
+* the zoo models run whole by the runtime executor (:func:`deepx_opt.runtime.executor.execute_graph`),
+  dense and with every factorisable layer at other rank fractions than validation's: every block is the
+  executor's own measurement of exactly the steps it runs (after Conv+BN folding and activation fusion).
+
+Timings are the minimum of the timed runs (:data:`TIMING_STAT`: the uncontended latency). A
+:class:`~deepx_opt.cost_models.latency.LatencyModel` is fitted per kind and per variant (``gemm/gemv``,
+``conv/im2col``, ``pool/MaxPool``, ...; :func:`fit_latency_models`): a weighted log-error fit in which the
+in-model samples count ``ZOO_WEIGHT`` times a grid sample, then a local correction towards the shapes
+measured inside models. The fixed cost of a block (synchronisation and timing) is measured apart
+(``block_overhead_us``). The samples are kept in ``meta.calibration`` so that :func:`leave_one_model_out`
+can refit without one model. The link between the host and each OpenCL device is fitted from
 upload/download timings (latency + bytes/bandwidth).
 
 Power is not measurable on most machines (no RAPL here): powers are then taken from defaults per processor
@@ -19,8 +28,8 @@ conv and GEMM of the grid, and over a quiet stretch) and labelled ``"measured"``
 Modes: ``quick`` (CI; well under a minute for cpu + one OpenCL device here), ``default`` (under 3 minutes),
 ``thorough`` (larger grid, more repetitions).
 
-:func:`validate` runs every layer of zoo models (dense and at two ranks) on each processor and compares the
-measured median with the prediction; :func:`host_profile` caches a calibrated profile under
+:func:`validate` runs zoo models whole through the executor (dense and at two ranks) on each processor and
+compares every block's measurement with the prediction; :func:`host_profile` caches a calibrated profile under
 ``~/.cache/deepx_opt/`` keyed by machine.
 
 Example
@@ -75,7 +84,7 @@ DEFAULT_POWER_W = {"cpu": (15.0, 3.0), "gpu": (75.0, 15.0), "dsp": (1.0, 0.05), 
 
 @dataclass(frozen=True)
 class Sample:
-    """One benchmarked op: its work and its median latency (µs)."""
+    """One benchmarked op: its work and its latency (µs, :data:`TIMING_STAT` of the timed runs)."""
 
     work: OpWork
     latency_us: float
@@ -287,7 +296,7 @@ class _Progress:
 
 def benchmark_ops(backend: Any, cases: Sequence[_OpCase], *, warmup: int = 2, reps: int = 5, seed: int = 0,
                   progress: Callable | None = None, label: str = "", rotate: bool | None = None) -> list[Sample]:
-    """Time each op case on a backend; returns one :class:`Sample` per case (median of ``reps`` runs; the
+    """Time each op case on a backend; returns one :class:`Sample` per case (:data:`TIMING_STAT` of ``reps`` runs; the
     weights rotate between copies so that they are not in L2, see :func:`_rotations`; by default on the
     numpy ``cpu`` backend only)."""
     rng = np.random.default_rng(seed)
@@ -318,7 +327,7 @@ def benchmark_ops(backend: Any, cases: Sequence[_OpCase], *, warmup: int = 2, re
 @dataclass(frozen=True)
 class BlockSample:
     """One block of a zoo model timed inside whole-model runs of the runtime executor: the works of the
-    steps the executor runs for it, and its median latency (µs)."""
+    steps the executor runs for it, and its latency (µs, :data:`TIMING_STAT` of the timed runs)."""
 
     works: tuple
     latency_us: float
@@ -475,7 +484,8 @@ def _predict_with(models: dict[str, dict], work: OpWork) -> float | None:
 
 
 def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], block_overhead_us: float = 0.0, *,
-                       zoo_weight: float = ZOO_WEIGHT, exclude_models: Iterable[str] = ()) -> dict[str, dict]:
+                       zoo_weight: float = ZOO_WEIGHT, exclude_models: Iterable[str] = (),
+                       local_correction: bool = True) -> dict[str, dict]:
     """Latency models per kind and variant from grid samples and in-model block samples.
 
     Every sample's latency less ``block_overhead_us`` (paid once per block, added back by
@@ -484,9 +494,12 @@ def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], bl
     split among its steps in proportion to a first fit's predictions, and the models refitted. Kinds that no
     zoo block samples get the median in-model excess of small ops (the interpreter and data are no longer hot
     inside a model run: what the fitted models of kinds seen in models predict for small grid ops, less what
-    those took) added to their fixed cost. ``exclude_models``: zoo models whose blocks are left out
+    those took) added to their fixed cost. With ``local_correction``, each model is then corrected near the
+    shapes measured inside models (:meth:`LatencyModel.set_local_correction`). ``exclude_models``: zoo models whose blocks are left out
     (leave-one-model-out checks).
     """
+    from deepx_opt.cost_models.latency import model_keys
+
     skip = set(exclude_models)
     blocks = [b for b in blocks if b.model not in skip]
 
@@ -516,6 +529,18 @@ def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], bl
             if p is not None:
                 diffs.append(p - net(s.latency_us))
     excess = max(0.0, float(statistics.median(diffs))) if diffs else 0.0
+    # local correction of each model by the in-model samples it costs (near a shape measured inside a model,
+    # the prediction approaches that measurement; see LatencyModel.set_local_correction)
+    if local_correction:
+        inmodel = singles + (split if multi else [])
+        by_key: dict[str, list] = {}
+        for w, t, _ in inmodel:
+            key = next((k for k in model_keys(w) if k in models), None)
+            if key is not None:
+                by_key.setdefault(key, []).append((w, t))
+        for key, its in by_key.items():
+            m = LatencyModel.from_dict(models[key]).set_local_correction([w for w, _ in its], [t for _, t in its])
+            models[key] = m.to_dict()
     for key, md in models.items():
         if key.split("/")[0] not in seen:
             md["coef_"][0] += excess

@@ -355,6 +355,9 @@ def _mape(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.abs(pred - y) / y) * 100.0)
 
 
+#: Features whose logarithms place a sample for the local correction (LatencyModel.set_local_correction).
+_SHAPE_FEATURES = ("flops", "bytes", "im2col_bytes")
+
 #: Candidate cache sizes for the ``bytes_over_cache`` feature (chosen per model by cross-validation).
 CACHE_CANDIDATES = (256 * 1024, 1 << 20, 2 << 20, 4 << 20, 8 << 20, 16 << 20, 32 << 20, 64 << 20)
 
@@ -475,10 +478,49 @@ class LatencyModel:
             raise CostModelError("this LatencyModel is not fitted; call fit() or build it with from_dict()")
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted latency in µs of each sample (:class:`OpWork` items or feature-matrix rows)."""
+        """Predicted latency in µs of each sample (:class:`OpWork` items or feature-matrix rows): the
+        regression, times the local correction of :meth:`set_local_correction` when there is one."""
         self._check_fitted()
         A = _as_matrix(X, self.features, self.cache_bytes_)
-        return _eval(self.family_, np.asarray(self.coef_), A)
+        base = _eval(self.family_, np.asarray(self.coef_), A)
+        pts = getattr(self, "local_points_", None)
+        if pts is None or len(pts) == 0:
+            return base
+        return base * np.exp(self._correction(A))
+
+    def _shape_coords(self, A: np.ndarray) -> np.ndarray:
+        cols = [j for j, f in enumerate(self.features) if f in _SHAPE_FEATURES]
+        return np.log1p(np.maximum(A[:, cols], 0.0))
+
+    def _correction(self, A: np.ndarray) -> np.ndarray:
+        P = np.asarray(self.local_points_, dtype=float)
+        Z = self._shape_coords(A)
+        d2 = ((Z[:, None, :] - P[None, :, :-1]) ** 2).sum(axis=2)
+        k = np.exp(-0.5 * d2 / self.local_bandwidth_ ** 2)
+        return (k @ P[:, -1]) / (k.sum(axis=1) + self.local_shrink_)
+
+    def set_local_correction(self, X: Any, y_us: Any, *, bandwidth: float = 0.1,
+                             shrink: float = 0.05) -> "LatencyModel":
+        """Correct the regression locally with measured samples ``X``, ``y_us`` (ops timed inside models):
+        a prediction is multiplied by ``exp(Σ k_i r_i / (Σ k_i + shrink))`` where ``r_i`` is sample i's log
+        ratio measured / regression and ``k_i = exp(−d_i² / 2·bandwidth²)`` a Gaussian kernel of the distance
+        between log-shapes (``ln(1 + x)`` of flops, bytes, im2col bytes). Near a measured shape the
+        prediction approaches the measurement; far from every one (or with ``shrink`` large) it is the
+        regression. Returns ``self``.
+        """
+        self._check_fitted()
+        A = _as_matrix(X, self.features, self.cache_bytes_)
+        y = np.asarray(y_us, dtype=float).ravel()
+        if len(y) != len(A) or np.any(~np.isfinite(y)) or np.any(y <= 0):
+            raise CostModelError(f"local correction: {len(A)} samples need as many finite latencies > 0 µs")
+        if not bandwidth > 0 or not shrink > 0:
+            raise CostModelError(f"local correction: bandwidth {bandwidth!r} and shrink {shrink!r} must be > 0")
+        self.local_points_ = None
+        r = np.log(y) - np.log(np.maximum(_eval(self.family_, np.asarray(self.coef_), A), 1e-9))
+        self.local_points_ = np.c_[self._shape_coords(A), r].tolist()
+        self.local_bandwidth_ = float(bandwidth)
+        self.local_shrink_ = float(shrink)
+        return self
 
     # -------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict:
@@ -489,6 +531,9 @@ class LatencyModel:
             d["cache_bytes"] = self.cache_bytes_
         if self.cv_mape_:
             d["cv_mape_"] = {k: round(v, 3) for k, v in self.cv_mape_.items()}
+        if getattr(self, "local_points_", None):
+            d["local_correction"] = {"bandwidth": self.local_bandwidth_, "shrink": self.local_shrink_,
+                                     "points": [[round(v, 6) for v in pt] for pt in self.local_points_]}
         return d
 
     @classmethod
@@ -520,6 +565,20 @@ class LatencyModel:
         m.train_mape_ = float(d.get("train_mape_", float("nan")))
         m.cv_mape_ = dict(d.get("cv_mape_", {}))
         m.n_samples_ = int(d.get("n_samples_", 0))
+        lc = d.get("local_correction")
+        if lc is not None:
+            ncoord = sum(f in _SHAPE_FEATURES for f in feats)
+            try:
+                pts = np.asarray(lc["points"], dtype=float)
+                bw, sh = float(lc["bandwidth"]), float(lc["shrink"])
+            except (KeyError, TypeError, ValueError):
+                raise ProfileError("local_correction: expected {bandwidth, shrink, points: [[coords..., "
+                                   "log ratio], ...]}") from None
+            if pts.ndim != 2 or pts.shape[1] != ncoord + 1 or not np.all(np.isfinite(pts)) or not (bw > 0 and sh > 0):
+                raise ProfileError(f"local_correction: points must be rows of {ncoord + 1} finite numbers and "
+                                   f"bandwidth, shrink > 0; got shape {pts.shape}, {bw!r}, {sh!r}")
+            m.local_points_ = pts.tolist()
+            m.local_bandwidth_, m.local_shrink_ = bw, sh
         return m
 
     def __repr__(self) -> str:

@@ -158,3 +158,81 @@ def test_op_work_conv_features():
     view = op_work(OpSpec("Reshape", ["x"], ["y"], {"shape": [1, 2048]}, "r"), {"x": (1, 8, 16, 16)})
     assert view.kind == "reshape" and view.bytes == 0
     assert set(FEATURES) >= {"flops", "bytes"}
+
+
+def _bn_add_model():
+    """Conv → BN → Relu, then Add → Relu with a skip, then Gemm → Clip: every rewrite the executor makes."""
+    rng = np.random.default_rng(0)
+    c = 4
+
+    def init(name, shape, positive=False):
+        a = rng.standard_normal(shape).astype(np.float32)
+        return numpy_helper.from_array(np.abs(a) + 0.5 if positive else a, name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["n"], epsilon=1e-5),
+        helper.make_node("Relu", ["n"], ["r"]),
+        helper.make_node("Add", ["r", "x"], ["a"]),
+        helper.make_node("Relu", ["a"], ["ar"]),
+        helper.make_node("Flatten", ["ar"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "gw", "gb"], ["g"]),
+        helper.make_node("Clip", ["g", "lo", "hi"], ["y"]),
+    ]
+    inits = [init("w", (c, c, 3, 3)), init("b", (c,)), init("s", (c,)), init("bb", (c,)), init("m", (c,)),
+             init("v", (c,), True), init("gw", (c * 36, 10)), init("gb", (10,)),
+             numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
+             numpy_helper.from_array(np.array(6.0, np.float32), "hi")]
+    g = helper.make_graph(nodes, "bnadd", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
+    return load_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+
+
+def test_block_works_are_the_executors_steps():
+    from deepx_opt.runtime.executor import block_steps
+
+    m = _bn_add_model()
+    shapes = model_shapes(m)
+    n_steps = 0
+    for v in m.layers():
+        d = m.layer(v)
+        steps, _ = block_steps(m, v)
+        works = block_works(d["ops"], shapes, outputs=d["outputs"])
+        assert [w.op_type for w in works] == [s[0] for s in steps], v
+        n_steps += len(steps)
+    assert n_steps < sum(len(m.layer(v)["ops"]) for v in m.layers())  # something was folded or fused
+    all_ops = [op.op_type for v in m.layers() for op in m.layer(v)["ops"]]
+    assert "BatchNormalization" in all_ops or "Relu" in all_ops
+
+
+def test_variant_models_take_precedence_over_kind():
+    p = load_profile("tegrak1")
+    gemv = OpWork("gemm", 2e6, 4e6, "Gemm", variant="gemv")
+    base = predict_work_us(p, "gpu", gemv)
+    md = dict(p.processor("gpu").latency_models["gemm"])
+    md = {**md, "coef_": [c * 2 for c in md["coef_"]]}
+    p.processor("gpu").latency_models["gemm/gemv"] = md
+    assert predict_work_us(p, "gpu", gemv) == pytest.approx(2 * base)
+    assert predict_work_us(p, "gpu", OpWork("gemm", 2e6, 4e6, "Gemm", variant="gemm")) == pytest.approx(base)
+    assert op_work(OpSpec("MatMul", ["x", "W"], ["y"], {}), {"x": (1, 64), "W": (64, 10)}).variant == "gemv"
+    assert op_work(OpSpec("MatMul", ["x", "W"], ["y"], {}), {"x": (8, 64), "W": (64, 10)}).variant == "gemm"
+
+
+def test_local_correction_pulls_towards_measured_shapes_only():
+    flops, nbytes, rng = _synthetic(n=30, seed=3)
+    y = 12.0 + 2e-5 * flops + 3e-4 * nbytes
+    m = LatencyModel("linear").fit(np.c_[flops, nbytes], y)
+    near = np.array([[1e7, 1e6]])
+    far = np.array([[1e5, 1e4]])
+    before_near, before_far = m.predict(near)[0], m.predict(far)[0]
+    m.set_local_correction(near, [2 * before_near])  # measured inside a model: twice the regression
+    assert m.predict(near)[0] == pytest.approx(2 * before_near, rel=0.05)
+    assert m.predict(far)[0] == pytest.approx(before_far, rel=1e-6)  # far from it: the regression
+    m2 = LatencyModel.from_dict(m.to_dict())
+    assert m2.predict(np.r_[near, far]) == pytest.approx(m.predict(np.r_[near, far]))
+    bad = m.to_dict()
+    bad["local_correction"]["points"] = [[1.0]]
+    with pytest.raises(ProfileError, match="local_correction"):
+        LatencyModel.from_dict(bad)
+    with pytest.raises(CostModelError, match="latencies"):
+        m.set_local_correction(near, [-1.0])

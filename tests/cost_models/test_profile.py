@@ -147,3 +147,16 @@ def test_routes_and_transfers():
         p.link("cpu", "lpu").transfer_energy_uj(1000) + direct.transfer_energy_uj(1000))
     with pytest.raises(ProfileError, match="no processor 'npu'"):
         p.route("cpu", "npu")
+
+
+def test_variant_keys_accepted_and_checked(raw):
+    d = copy.deepcopy(raw)
+    lm = d["processors"][0]["latency_models"]
+    lm["gemm/gemv"] = dict(next(iter(lm.values())))
+    d["processors"][0]["block_overhead_us"] = 3.5
+    p = profile_from_dict(d)
+    assert "gemm/gemv" in p.processors[0].latency_models and p.processors[0].block_overhead_us == 3.5
+    assert profile_from_dict(p.to_dict()).processors[0].block_overhead_us == 3.5
+    _expect(raw, lambda d: d["processors"][0]["latency_models"].update({"attention/x": {}}), "attention/x", "VARIANT")
+    _expect(raw, lambda d: d["processors"][0]["latency_models"].update({"gemm/": {}}), "gemm/")
+    _expect(raw, lambda d: d["processors"][0].update(block_overhead_us=-1), "block_overhead_us", "negative")
