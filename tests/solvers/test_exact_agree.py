@@ -1,6 +1,5 @@
 """CP-SAT, PuLP (CBC, HiGHS), the chain DP and brute force agree on random small Problems."""
 
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 
 from deepx_opt.solvers import Status, check_plan, get_solver, list_solvers

@@ -2,7 +2,7 @@ import pytest
 
 from deepx_opt.solvers import Status, check_plan, get_solver
 from deepx_opt.solvers.heuristics import Heft
-from deepx_opt.solvers.problem import Edge, Layer, Link, Option, Problem, Processor, uniform_links
+from deepx_opt.solvers.problem import Edge, Layer, Option, Problem, Processor, uniform_links
 
 from .problems import topcuoglu_problem
 
