@@ -7,7 +7,9 @@ Three tables:
    measurement behind the backend's NCHW im2col layout (vs an NHWC im2col, which needs two transposes);
 2. whole zoo models through :func:`deepx_opt.runtime.execute_graph` (dense on ``cpu``) vs onnxruntime on
    the whole ONNX model, equal threads; plus dense on each OpenCL device;
-3. OpenCL GEMM GFLOP/s (every working device, both GEMM kernels) on square matrices.
+3. the executor's overhead per block (a chain of 50 tiny layers vs the same ops called directly), and the
+   speed-up of low-rank plans over dense ones on ``cpu``;
+4. OpenCL GEMM GFLOP/s (every working device, both GEMM kernels) on square matrices.
 
 Timings are medians (and minima) of repeated runs after warm-up; the ratio columns divide the numpy time
 by onnxruntime's (< 1: numpy is faster). The machine's load average is recorded, because other processes
@@ -259,6 +261,73 @@ def _fmt(v):
     return str(v)
 
 
+def bench_executor_overhead(n_blocks: int, reps: int) -> list[dict]:
+    """Executor overhead per block: a chain of ``n_blocks`` tiny Gemm layers (16×16) through execute_graph,
+    against the same ops called directly on the backend in a loop (the floor), per processor."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deepx_opt.graphs import load_onnx
+    from deepx_opt.runtime import available_backends, execute_graph, get_backend
+
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    prev = "x"
+    for i in range(n_blocks):
+        w = numpy_helper.from_array((rng.standard_normal((16, 16)) / 4).astype(np.float32), f"w{i}")
+        inits.append(w)
+        nodes.append(helper.make_node("Gemm", [prev, f"w{i}"], [f"h{i}"], name=f"fc{i}"))
+        prev = f"h{i}"
+    g = helper.make_graph(nodes, "tiny_chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+                          [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, 16])], inits)
+    model = load_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    x = rng.standard_normal((1, 16)).astype(np.float32)
+    rows = []
+    for proc in available_backends():
+        be = get_backend(proc)
+        ws = [be.upload(model.weights[f"w{i}"]) for i in range(n_blocks)]
+        attrs = dict(alpha=1.0, beta=1.0, transA=0, transB=0)
+
+        def direct(_):
+            h = be.upload(x)
+            for w in ws:
+                h = be.run("Gemm", [h, w], attrs)[0]
+            be.download(h)
+
+        direct_med, direct_min = _time(lambda: direct(0), reps)
+        _, rep = execute_graph(model, {v: proc for v in model.layers()}, {"x": x}, repeat=reps, warmup=3)
+        rows.append(dict(processor=proc, blocks=n_blocks, executor_us=rep.latency_us, direct_us=direct_med,
+                         overhead_us_per_block=(rep.latency_us - direct_med) / n_blocks,
+                         executor_us_per_block=rep.latency_us / n_blocks))
+    return rows
+
+
+def bench_low_rank(names, reps) -> list[dict]:
+    """Dense vs low-rank execution on ``cpu`` (1 BLAS thread): every factorisable layer at 1/4 and 1/8 of its
+    full rank (weight SVD), through execute_graph; speed-up = dense latency / low-rank latency."""
+    from deepx_opt import zoo
+    from deepx_opt.graphs import load_onnx
+    from deepx_opt.graphs.compression import apply_ranks, factorizers
+    from deepx_opt.runtime import execute_graph
+
+    rows = []
+    for name in names:
+        model = load_onnx(zoo.build(name))
+        fzs = factorizers(model)
+        feeds = {k: np.random.default_rng(0).standard_normal(v.shape).astype(v.dtype) for k, v in model.inputs.items()}
+        opts = {"cpu": {"threads": 1}}
+        _, dense = execute_graph(model, {v: "cpu" for v in model.layers()}, feeds, repeat=reps, warmup=2,
+                                 backend_options=opts)
+        for frac in (0.25, 0.125):
+            ranks = {v: max(1, int(fz.max_rank * frac)) for v, fz in fzs.items() if fz.saves(max(1, int(fz.max_rank * frac)))}
+            lr = apply_ranks(model, ranks, factorizers_=fzs)
+            _, rep = execute_graph(lr, {v: "cpu" for v in lr.layers()}, feeds, repeat=reps, warmup=2, backend_options=opts)
+            rows.append(dict(model=name, rank_fraction=frac, layers_factorised=len(ranks),
+                             dense_us=dense.latency_us, low_rank_us=rep.latency_us,
+                             flops_ratio=lr.total("flops") / model.total("flops"),
+                             speedup=dense.latency_us / rep.latency_us))
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="bench-out", help="directory for runtime_backends.json")
@@ -287,6 +356,13 @@ def main(argv=None) -> int:
     _print_table("whole models, execute_graph vs onnxruntime (us)", mdl,
                  ["model", "processor", "threads", "latency_us", "ort_us", "ratio", "ratio_min", "gflop",
                   "transfer_bytes"])
+    overhead = bench_executor_overhead(50, max(5, reps))
+    _print_table("executor overhead: a chain of 50 tiny Gemm blocks (us)", overhead,
+                 ["processor", "blocks", "executor_us", "direct_us", "overhead_us_per_block", "executor_us_per_block"])
+    low_rank = bench_low_rank(["speakerid", "svhn"] if args.quick else ["speakerid", "audioscene", "svhn", "alexnet"],
+                              max(3, reps // 2))
+    _print_table("low-rank vs dense on cpu, 1 thread (us)", low_rank,
+                 ["model", "rank_fraction", "layers_factorised", "dense_us", "low_rank_us", "flops_ratio", "speedup"])
     gemm = []
     try:
         import pyopencl  # noqa: F401
@@ -299,7 +375,7 @@ def main(argv=None) -> int:
     info["load_avg_end"] = os.getloadavg()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "runtime_backends.json").write_text(json.dumps(dict(info=info, ops=ops, conv_layouts=layouts, models=mdl, opencl_gemm=gemm), indent=1))
+    (out / "runtime_backends.json").write_text(json.dumps(dict(info=info, ops=ops, conv_layouts=layouts, models=mdl, executor_overhead=overhead, low_rank=low_rank, opencl_gemm=gemm), indent=1))
     print(f"\nload average {info['load_avg_start']} -> {info['load_avg_end']}; wrote {out / 'runtime_backends.json'}")
     return 0
 
