@@ -49,7 +49,7 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -316,7 +316,10 @@ def benchmark_ops(backend: Any, cases: Sequence[_OpCase], *, warmup: int = 2, re
         lat = _time_call(lambda i, sets=sets, k=k, case=case: backend.run(case.op_type, sets[i % k], case.attrs),
                          backend.synchronize, warmup, reps)
         del sets
-        out.append(Sample(_case_work(case), lat, "grid"))
+        w = _case_work(case)
+        # its context: the op's own bytes plus the other weight copies cycled through
+        ctx = w.bytes + (k - 1) * sum(a.nbytes for a, c in zip(arrays, const) if c and a is not None)
+        out.append(Sample(replace(w, context_bytes=float(ctx)), lat, "grid"))
         if progress:
             progress(label, len(out), len(cases), case.op_type)
     return out
@@ -383,9 +386,12 @@ def _block_latencies(processor: str, model: Any, warmup: int, reps: int,
 
 def model_block_works(model: Any) -> dict[str, tuple]:
     """Per block of a ModelGraph, the works of the steps the executor runs for it."""
+    from deepx_opt.cost_models.latency import context_bytes_of
+
     shapes = model_shapes(model)
-    return {v: tuple(block_works(model.dag.nodes[v]["ops"], shapes, outputs=model.dag.nodes[v]["outputs"]))
-            for v in model.layers()}
+    ctx = context_bytes_of(shapes)
+    return {v: tuple(block_works(model.dag.nodes[v]["ops"], shapes, outputs=model.dag.nodes[v]["outputs"],
+                                 context_bytes=ctx)) for v in model.layers()}
 
 
 def _zoo_block_samples(processor: str, graphs: Sequence[Any], fractions: Sequence[float | None], warmup: int,
@@ -427,8 +433,10 @@ _KIND_FEATURES = {
     "conv": ("flops", "bytes", "im2col_bytes", "im2col"),
     "conv/im2col": ("flops", "bytes", "im2col_bytes"),
     "conv/pointwise": ("flops", "bytes"),
-    "gemm": ("flops", "bytes", "bytes_over_cache"),
+    "gemm": ("flops", "bytes", "cold_bytes", "cold"),
 }
+#: Features of the other kinds: a fixed extra cost inside models whose working set exceeds the cache.
+_DEFAULT_FEATURES = ("flops", "bytes", "cold")
 #: Weight of an in-model (zoo block) sample against a grid sample in the fit: they are timed in the context
 #: the predictions are for.
 ZOO_WEIGHT = 4.0
@@ -443,7 +451,7 @@ def _fit_one(key: str, items: Sequence[tuple[OpWork, float, float]]) -> dict | N
     y = [t for _, t, _ in items]
     wt = [k for _, _, k in items]
     kind = key.split("/")[0]
-    feats = _KIND_FEATURES.get(key, _KIND_FEATURES.get(kind, ("flops", "bytes")))
+    feats = _KIND_FEATURES.get(key, _KIND_FEATURES.get(kind, _DEFAULT_FEATURES))
     if len(items) < 8:
         feats = feats[:2]
     if all(w.flops == 0 for w in X):
@@ -550,12 +558,13 @@ def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], bl
 
 def _work_dict(w: OpWork) -> dict:
     return {"kind": w.kind, "flops": w.flops, "bytes": w.bytes, "op_type": w.op_type, "im2col_bytes": w.im2col_bytes,
-            "variant": w.variant}
+            "variant": w.variant, "context_bytes": w.context_bytes}
 
 
 def _work_from(d: dict) -> OpWork:
     return OpWork(kind=d["kind"], flops=float(d["flops"]), bytes=float(d["bytes"]), op_type=d.get("op_type", ""),
-                  im2col_bytes=float(d.get("im2col_bytes", 0.0)), variant=d.get("variant", ""))
+                  im2col_bytes=float(d.get("im2col_bytes", 0.0)), variant=d.get("variant", ""),
+                  context_bytes=float(d.get("context_bytes", 0.0)))
 
 
 def fit_data(profile: DeviceProfile, processor: str) -> tuple[list[Sample], list[BlockSample], float]:

@@ -31,7 +31,7 @@ Example
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -47,6 +47,7 @@ __all__ = [
     "op_work",
     "work_variant",
     "model_keys",
+    "context_bytes_of",
     "block_works",
     "model_shapes",
     "layer_works",
@@ -55,7 +56,11 @@ __all__ = [
 ]
 
 #: Feature names a latency model may use (see :class:`LatencyModel`).
-FEATURES = ("flops", "bytes", "bytes_over_cache", "im2col_bytes", "im2col")
+FEATURES = ("flops", "bytes", "bytes_over_cache", "im2col_bytes", "im2col", "cold_bytes", "cold")
+#: Features that compare something with the model's ``cache_bytes`` threshold.
+_CACHE_FEATURES = ("bytes_over_cache", "cold_bytes", "cold")
+#: Features on the op's context (the working set of the model it runs in).
+_CONTEXT_FEATURES = ("cold_bytes", "cold")
 #: Model families; ``auto`` picks one of these per kind by cross-validated relative error.
 FAMILIES = ("linear", "roofline")
 
@@ -74,6 +79,7 @@ class OpWork:
     name: str = ""
     im2col_bytes: float = 0.0  # column buffer of a k×k (or strided/padded) dense conv; 0 otherwise
     variant: str = ""  # finer class of work within the kind (see work_variant); "" = none
+    context_bytes: float = 0.0  # working set of the model the op runs in (0: unknown / the op alone)
 
 
 def work_variant(kind: str, op_type: str, *, rows: int = 0, pointwise: bool = False) -> str:
@@ -219,13 +225,14 @@ def executed_ops(ops: Sequence[Any], outputs: Sequence[str] | None = None,
 
 
 def block_works(ops: Iterable[Any], shapes: Mapping[str, Any], *, fused_relu: bool = True,
-                outputs: Sequence[str] | None = None) -> list[OpWork]:
+                outputs: Sequence[str] | None = None, context_bytes: float = 0.0) -> list[OpWork]:
     """Works of a block's ops as the executor runs them, in order, inferring the shapes of tensors internal to
     the block.
 
     With ``fused_relu`` (default) the executor's rewrites apply (:func:`executed_ops`): Conv+BatchNormalization
     folding and Relu/Clip fusion into the op producing their input add no separate work. ``outputs``: the
-    block's output tensors (an intermediate that is also an output is not fused away).
+    block's output tensors (an intermediate that is also an output is not fused away). ``context_bytes``:
+    working set of the model the block runs in (:func:`context_bytes_of`), set on every work.
     """
     from deepx_opt.graphs import ops as gops
 
@@ -241,7 +248,16 @@ def block_works(ops: Iterable[Any], shapes: Mapping[str, Any], *, fused_relu: bo
             for n, info in zip(op.outputs, gops.infer_op(op, [_info(known[n]) for n in op.inputs if n])):
                 known.setdefault(n, info)
     run = executed_ops(ops, outputs) if fused_relu else ops
-    return [op_work(op, known) for op in run]
+    works = [op_work(op, known) for op in run]
+    if context_bytes:
+        works = [replace(w, context_bytes=float(context_bytes)) for w in works]
+    return works
+
+
+def context_bytes_of(shapes: Mapping[str, Any]) -> float:
+    """Working set of a model from the shapes of all its tensors (weights and activations): the sum of their
+    bytes. An op inside a model whose working set exceeds a cache finds its weights colder than alone."""
+    return float(sum(_info(s).nbytes for s in shapes.values()))
 
 
 def model_shapes(model: Any) -> dict[str, Any]:
@@ -268,6 +284,9 @@ def _feature_value(w: OpWork, name: str, cache_bytes: float) -> float:
         return max(0.0, float(w.bytes) - cache_bytes)
     if name == "im2col":
         return 1.0 if w.im2col_bytes > 0 else 0.0
+    if name in _CONTEXT_FEATURES:
+        cold = max(float(w.context_bytes), float(w.bytes)) > cache_bytes
+        return (float(w.bytes) if name == "cold_bytes" else 1.0) if cold else 0.0
     return float(getattr(w, name))
 
 
@@ -356,7 +375,7 @@ def _mape(pred: np.ndarray, y: np.ndarray) -> float:
 
 
 #: Features whose logarithms place a sample for the local correction (LatencyModel.set_local_correction).
-_SHAPE_FEATURES = ("flops", "bytes", "im2col_bytes")
+_SHAPE_FEATURES = ("flops", "bytes", "im2col_bytes", "cold")
 
 #: Candidate cache sizes for the ``bytes_over_cache`` feature (chosen per model by cross-validation).
 CACHE_CANDIDATES = (256 * 1024, 1 << 20, 2 << 20, 4 << 20, 8 << 20, 16 << 20, 32 << 20, 64 << 20)
@@ -426,12 +445,17 @@ class LatencyModel:
         """
         y = np.asarray(y_us, dtype=float).ravel()
         works = X if isinstance(X, (list, tuple)) and X and isinstance(X[0], OpWork) else None
-        if works is None and "bytes_over_cache" in self.features and self.cache_bytes is None:
-            raise CostModelError("bytes_over_cache from a feature matrix needs cache_bytes")
-        if self.cache_bytes is not None or "bytes_over_cache" not in self.features:
+        needs_cache = any(f in _CACHE_FEATURES for f in self.features)
+        if works is None and needs_cache and self.cache_bytes is None:
+            raise CostModelError(f"{', '.join(f for f in self.features if f in _CACHE_FEATURES)} from a feature "
+                                 f"matrix needs cache_bytes")
+        if self.cache_bytes is not None or not needs_cache:
             caches = [self.cache_bytes]
         else:  # thresholds with at least 3 samples on each side (else the spill slope is not determined)
-            nb = np.array([w.bytes for w in works])
+            if "bytes_over_cache" in self.features:
+                nb = np.array([w.bytes for w in works])
+            else:
+                nb = np.array([max(w.context_bytes, w.bytes) for w in works])
             caches = [c for c in CACHE_CANDIDATES if (nb > c).sum() >= 3 and (nb <= c).sum() >= 3] or [0.0]
         mats = {c: _as_matrix(X, self.features, c or 0.0) for c in caches}
         n = len(next(iter(mats.values())))
@@ -527,7 +551,7 @@ class LatencyModel:
         self._check_fitted()
         d = {"family": self.family_, "features": list(self.features), "coef_": list(self.coef_),
              "n_samples_": self.n_samples_, "train_mape_": round(self.train_mape_, 3)}
-        if "bytes_over_cache" in self.features:
+        if any(f in _CACHE_FEATURES for f in self.features):
             d["cache_bytes"] = self.cache_bytes_
         if self.cv_mape_:
             d["cv_mape_"] = {k: round(v, 3) for k, v in self.cv_mape_.items()}
@@ -556,7 +580,7 @@ class LatencyModel:
             if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0:
                 raise ProfileError(f"coef_ value {c!r}; expected finite numbers >= 0")
         cache = d.get("cache_bytes", 0.0)
-        if "bytes_over_cache" in feats and (not isinstance(cache, (int, float)) or cache < 0):
+        if any(f in _CACHE_FEATURES for f in feats) and (not isinstance(cache, (int, float)) or cache < 0):
             raise ProfileError(f"cache_bytes {cache!r}; expected a number of bytes >= 0")
         m = cls(fam, features=feats, cache_bytes=float(cache or 0.0))
         m.family_ = fam
@@ -619,13 +643,17 @@ def predict_work_us(profile: Any, processor: str, work: OpWork) -> float:
 
 def predict_block_us(profile: Any, processor: str, layer_attrs: Mapping[str, Any] | None = None, *,
                      ops: Sequence[Any] | None = None, shapes: Mapping[str, Sequence[int]] | None = None,
-                     works: Sequence[OpWork] | None = None, fused_relu: bool = True) -> float:
+                     works: Sequence[OpWork] | None = None, fused_relu: bool = True,
+                     context_bytes: float | None = None) -> float:
     """Predicted latency (µs) of a block on one processor: the sum over its ops.
 
     Give one of: ``works`` (precomputed); ``ops`` with ``shapes`` (every input tensor's shape, weights
     included — internal tensors are inferred); or ``layer_attrs`` (a ModelGraph node's attributes): with
     ``shapes`` its ``ops`` are costed one by one, without it the whole block is costed as one item of its
-    ``kind`` with its ``flops`` and ``input_bytes + weight_bytes + output_bytes``.
+    ``kind`` with its ``flops`` and ``input_bytes + weight_bytes + output_bytes``. ``context_bytes``: the
+    working set of the model the block runs in (models with ``cold`` features cost ops in a model that
+    exceeds their cache threshold as colder): :func:`context_bytes_of` the whole model's shapes (0: the op
+    alone, warm).
 
     Example
     -------
@@ -643,7 +671,8 @@ def predict_block_us(profile: Any, processor: str, layer_attrs: Mapping[str, Any
             if shapes is None:
                 raise CostModelError("predict_block_us: ops given without shapes of their input tensors")
             outs = layer_attrs.get("outputs") if layer_attrs is not None else None
-            works = block_works(ops, shapes, fused_relu=fused_relu, outputs=outs)
+            ctx = float(context_bytes or 0.0)
+            works = block_works(ops, shapes, fused_relu=fused_relu, outputs=outs, context_bytes=ctx)
         elif layer_attrs is not None:
             try:
                 kind = layer_attrs["kind"]

@@ -236,3 +236,23 @@ def test_local_correction_pulls_towards_measured_shapes_only():
         LatencyModel.from_dict(bad)
     with pytest.raises(CostModelError, match="latencies"):
         m.set_local_correction(near, [-1.0])
+
+
+def test_cold_features_use_the_models_working_set():
+    from dataclasses import replace
+
+    from deepx_opt.cost_models.latency import context_bytes_of
+
+    rng = np.random.default_rng(4)
+    works, y = [], []
+    for _ in range(40):  # GEMVs: 30 GB/s inside small models, 15 GB/s inside models beyond 32 MiB
+        nb = float(10 ** rng.uniform(4, 7.5))
+        ctx = float(10 ** rng.uniform(5, 9))
+        works.append(OpWork("gemm", nb / 2, nb, "Gemm", variant="gemv", context_bytes=ctx))
+        y.append(3.0 + nb / 30e3 * (2.0 if max(ctx, nb) > 32 << 20 else 1.0))
+    m = LatencyModel("linear", features=("flops", "bytes", "cold_bytes", "cold")).fit(works, y)
+    assert m.cache_bytes_ == 32 << 20 and m.train_mape_ < 3
+    w = OpWork("gemm", 2e6, 4e6, "Gemm", variant="gemv")
+    assert m.predict(replace(w, context_bytes=300e6))[0] == pytest.approx(2 * m.predict(w)[0], rel=0.1)
+    assert LatencyModel.from_dict(m.to_dict()).predict(w)[0] == pytest.approx(m.predict(w)[0])
+    assert context_bytes_of({"x": (1, 256), "W": (256, 1000)}) == 4 * (256 + 256 * 1000)
