@@ -294,6 +294,52 @@ class _Progress:
         self.stream.flush()
 
 
+#: Bytes of the buffer streamed through the processor (a Relu over it) before each timed run of a *cold* grid
+#: sample: more than the last-level cache of the CPUs and GPUs at hand (32 MiB L3 here, 50–60 MiB L2 on
+#: H100/H200), so the op finds its weights and inputs in memory, as inside a model of hundreds of MB.
+FLUSH_BYTES = 64 << 20
+
+
+def cold_cases(cases: Sequence[_OpCase]) -> list[_OpCase]:
+    """Grid cases also timed cold (after :data:`FLUSH_BYTES` streamed through the processor): batch-1 GEMMs
+    of 256 KB to 16 MB of weights, dense convs, pooling, LRN and softmax — the kinds whose cost inside a
+    large model the context features (``cold``, ``cold_bytes``) must learn without such a model."""
+    out = []
+    for c in cases:
+        w = _case_work(c)
+        if (w.variant == "gemv" and 256e3 <= w.bytes <= 17e6) or w.kind in ("pool", "lrn", "softmax") \
+                or (w.kind == "conv" and w.flops >= 1e7):
+            out.append(c)
+    return out
+
+
+def benchmark_cold(backend: Any, cases: Sequence[_OpCase], *, warmup: int = 1, reps: int = 3,
+                   seed: int = 0, progress: Callable | None = None, label: str = "") -> list[Sample]:
+    """Time each case right after streaming :data:`FLUSH_BYTES` through the processor (one ``Relu`` over a
+    buffer of that size, synchronised, outside the timing): the op's own data come from memory. Samples
+    carry ``context_bytes = FLUSH_BYTES``."""
+    rng = np.random.default_rng(seed)
+    flush = backend.upload(np.ones(FLUSH_BYTES // 4, np.float32))
+    out: list[Sample] = []
+    for case in cases:
+        arrays = [None if s is None else rng.standard_normal(s).astype(np.float32) for s in case.inputs]
+        handles = [None if a is None else backend.upload(a) for a in arrays]
+        times = []
+        for i in range(warmup + reps):
+            backend.run("Relu", [flush], {})
+            backend.synchronize()
+            t0 = time.perf_counter()
+            backend.run(case.op_type, handles, case.attrs)
+            backend.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        out.append(Sample(replace(_case_work(case), context_bytes=float(FLUSH_BYTES)), _stat(times) * 1e6, "cold"))
+        if progress:
+            progress(label, len(out), len(cases), case.op_type)
+    del flush
+    return out
+
+
 def benchmark_ops(backend: Any, cases: Sequence[_OpCase], *, warmup: int = 2, reps: int = 5, seed: int = 0,
                   progress: Callable | None = None, label: str = "", rotate: bool | None = None) -> list[Sample]:
     """Time each op case on a backend; returns one :class:`Sample` per case (:data:`TIMING_STAT` of ``reps`` runs; the
@@ -574,7 +620,7 @@ def fit_data(profile: DeviceProfile, processor: str) -> tuple[list[Sample], list
     fd = info.get("fit_data")
     if not fd:
         raise ProfileError(f"profile {profile.name!r} holds no calibration samples for processor {processor!r}")
-    grid = [Sample(_work_from(w), float(t), "grid") for w, t in fd["grid"]]
+    grid = [Sample(_work_from(w), float(t), src) for w, t, *rest in fd["grid"] for src in [rest[0] if rest else "grid"]]
     blocks = [BlockSample(tuple(_work_from(w) for w in ws), float(t), m, lay, var)
               for m, lay, var, ws, t in fd["blocks"]]
     return grid, blocks, float(fd["block_overhead_us"])
@@ -726,6 +772,8 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
         be = get_backend(pname)
         kind, mem, desc = _processor_info(pname, be)
         samples = benchmark_ops(be, cases, warmup=cfg["warmup"], reps=cfg["reps"], progress=prog, label=pname)
+        samples += benchmark_cold(be, cold_cases(cases), warmup=0, reps=max(3, cfg["reps"] - 2), progress=prog,
+                                  label=f"{pname} cold")
         overhead_us = _sync_overhead_us(be)
         blocks = _zoo_block_samples(pname, zoo_graphs, cfg["fractions"], cfg["warmup"], cfg["zoo_reps"], prog,
                                     f"{pname} zoo") if zoo_graphs else []
@@ -755,7 +803,7 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
                              + [[w.kind, w.op_type, w.flops, w.bytes, round(b.latency_us, 2), b.source]
                                 for b in blocks if len(b.works) == 1 for w in b.works],
             "fit_data": {"block_overhead_us": overhead_us,
-                         "grid": [[_work_dict(s.work), s.latency_us] for s in samples],
+                         "grid": [[_work_dict(s.work), s.latency_us, s.source] for s in samples],
                          "blocks": [[b.model, b.layer, b.variant, [_work_dict(w) for w in b.works], b.latency_us]
                                     for b in blocks]}}
         if pname != "cpu":  # an OpenCL device: fit its link to the host

@@ -13,6 +13,7 @@ from deepx_opt.cost_models.calibrate import (
     fit_latency_models,
     leave_one_model_out,
     calibrate,
+    cold_cases,
     host_profile,
     machine_key,
     op_grid,
@@ -71,7 +72,8 @@ def test_quick_calibration_cpu(cpu_profile, tmp_path):
     samples = p.meta["calibration"]["processors"]["cpu"]["samples_table"]
     assert sum(row[5] == "grid" for row in samples) == len(op_grid("small"))
     # every zoo model's blocks were timed inside whole-model runs of the executor
-    assert {row[5] for row in samples} == {"grid"} | {f"zoo:{m}" for m in ZOO}
+    assert {row[5] for row in samples} == {"grid", "cold"} | {f"zoo:{m}" for m in ZOO}
+    assert sum(row[5] == "cold" for row in samples) == len(cold_cases(op_grid("small"))) > 5
     assert all(row[4] > 0 for row in samples)
     assert cpu.block_overhead_us >= 0
     # variants with enough samples get their own model: batch-1 GEMMs (GEMV) and MaxPool
