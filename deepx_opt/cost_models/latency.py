@@ -268,13 +268,16 @@ def model_shapes(model: Any) -> dict[str, Any]:
 
 
 def layer_works(model: Any, layer: str, *, ops: Sequence[Any] | None = None,
-                extra_shapes: Mapping[str, Sequence[int]] | None = None, fused_relu: bool = True) -> list[OpWork]:
+                extra_shapes: Mapping[str, Sequence[int]] | None = None, fused_relu: bool = True,
+                context_bytes: float = 0.0) -> list[OpWork]:
     """Works of one layer of a ModelGraph, from its own ops or from replacement ``ops`` (a low-rank variant,
     whose factor weights' shapes come in ``extra_shapes``)."""
     shapes = model_shapes(model)
     if extra_shapes:
         shapes.update({k: _info(v) for k, v in extra_shapes.items()})
-    return block_works(ops if ops is not None else model.dag.nodes[layer]["ops"], shapes, fused_relu=fused_relu)
+    outs = model.dag.nodes[layer]["outputs"] if layer in model.dag.nodes else None
+    return block_works(ops if ops is not None else model.dag.nodes[layer]["ops"], shapes, fused_relu=fused_relu,
+                       outputs=outs, context_bytes=context_bytes)
 
 
 # ------------------------------------------------------------------------------------ the estimator

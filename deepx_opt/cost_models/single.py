@@ -110,11 +110,14 @@ class SingleProcessorCost:
 
 def summarize_model(model: Any) -> ModelSummary:
     """Summarise a ModelGraph (dense or with low-rank layers) for whole-model costing."""
+    from deepx_opt.cost_models.latency import context_bytes_of, model_shapes
+
     works: list[OpWork] = []
     layer_of: list[str] = []
     op_types: list[str] = []
+    ctx = context_bytes_of(model_shapes(model))  # the model's working set (calibrated `cold` features)
     for v in model.layers():
-        ws = layer_works(model, v)
+        ws = layer_works(model, v, context_bytes=ctx)
         works += ws
         layer_of += [v] * len(ws)
         for op in model.dag.nodes[v]["ops"]:
@@ -177,7 +180,8 @@ def single_processor_cost(profile: Any, processor: str, summary: ModelSummary, *
     if check:
         check_single_processor(profile, processor, summary)
     proc = profile.processor(processor)
-    compute_us = float(sum(predict_work_us(profile, processor, w) for w in summary.works))
+    compute_us = float(sum(predict_work_us(profile, processor, w) for w in summary.works)) \
+        + proc.block_overhead_us * len(set(summary.layer_of))
     host = profile.host
     t_us = profile.transfer_time_us(host, processor, summary.input_bytes) + \
         profile.transfer_time_us(processor, host, summary.output_bytes)

@@ -256,3 +256,14 @@ def test_cold_features_use_the_models_working_set():
     assert m.predict(replace(w, context_bytes=300e6))[0] == pytest.approx(2 * m.predict(w)[0], rel=0.1)
     assert LatencyModel.from_dict(m.to_dict()).predict(w)[0] == pytest.approx(m.predict(w)[0])
     assert context_bytes_of({"x": (1, 256), "W": (256, 1000)}) == 4 * (256 + 256 * 1000)
+
+
+def test_whole_model_summary_carries_the_models_working_set():
+    from deepx_opt.cost_models import summarize_model
+    from deepx_opt.cost_models.latency import context_bytes_of
+
+    m = _bn_add_model()
+    s = summarize_model(m)
+    ctx = context_bytes_of(model_shapes(m))
+    assert ctx > sum(w.nbytes for w in m.weights.values())
+    assert s.works and all(w.context_bytes == ctx for w in s.works)
