@@ -414,16 +414,38 @@ def measure_model_blocks(processor: str, model: Any, *, warmup: int = 2, reps: i
     """Latency (µs; :data:`TIMING_STAT` over ``reps`` runs, or ``stat``: ``min``/``median``) of every block
     of ``model`` run whole on one processor by the runtime executor
     (:func:`deepx_opt.runtime.executor.execute_graph`: the same steps, dispatch and synchronisation as a
-    real run)."""
+    real run), after :func:`prime`."""
     from deepx_opt.runtime.executor import execute_graph
 
     return {v: _stat(ts, stat) for v, ts in _block_latencies(processor, model, warmup, reps, rng).items()}
+
+
+#: Seconds of back-to-back work run on a processor before each whole-model measurement (:func:`prime`).
+PRIME_S = 0.1
+
+
+def prime(processor: str, seconds: float = PRIME_S) -> None:
+    """Keep a processor busy for ``seconds`` (a 64×1024×1024 GEMM, run and synchronised in a loop), so that
+    every measurement starts from the same state. On PoCL's CPU device the per-block floor of a small model
+    otherwise depends on what the process did before: 45 µs right after OpenCL work, 90–300 µs after a numpy
+    AlexNet run, and the model's own warm-up runs do not bring it back; 0.1 s of busy OpenCL work does."""
+    from deepx_opt.runtime.backends import get_backend
+
+    be = get_backend(processor)
+    x = be.upload(np.ones((64, 1024), np.float32))
+    w = be.upload(np.ones((1024, 1024), np.float32))
+    attrs = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        be.run("Gemm", [x, w, None], attrs)
+        be.synchronize()
 
 
 def _block_latencies(processor: str, model: Any, warmup: int, reps: int,
                      rng: np.random.Generator | None) -> dict[str, list[float]]:
     from deepx_opt.runtime.executor import execute_graph
 
+    prime(processor)
     rng = rng or np.random.default_rng(0)
     inputs = {n: rng.standard_normal(info.shape).astype(info.dtype) for n, info in model.inputs.items()}
     _, rep = execute_graph(model, {v: processor for v in model.layers()}, inputs, repeat=reps, warmup=warmup)
