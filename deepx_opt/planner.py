@@ -126,6 +126,10 @@ def build_problem(
         goal = "min_latency" if (energy_budget_mj is not None and latency_budget_ms is None) else "min_energy"
 
     skips = skipped if skipped is not None else {}
+    # the model's working set: blocks of a model larger than the cache run with cold caches
+    from deepx_opt.cost_models.latency import context_bytes_of, model_shapes
+
+    context = context_bytes_of(model_shapes(model))
     layers = []
     for v in model.layers():
         d = model.dag.nodes[v]
@@ -142,7 +146,7 @@ def build_problem(
                 if shapes is None:
                     shapes = _option_shapes(model, o)
                 try:
-                    dur = predict_block_us(prof, p, ops=o.ops, shapes=shapes)
+                    dur = predict_block_us(prof, p, ops=o.ops, shapes=shapes, context_bytes=context)
                 except CostModelError as exc:
                     raise CostModelError(f"layer {v!r} on {p!r}: {exc}") from None
                 rank_tag = "" if o.rank is None else f"@r{o.rank}"

@@ -99,6 +99,10 @@ class _OpCase:
     const: list[bool] = field(default_factory=list)  # which inputs are weights (uploaded once either way)
 
 
+
+#: Bumped whenever what calibration measures or fits changes, so cached host profiles are re-made.
+CALIBRATION_METHOD_VERSION = 2
+
 def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
     p = k // 2 if pad is None else pad
     return {"kernel_shape": [k, k], "strides": [stride, stride], "pads": [p, p, p, p], "dilations": [1, 1],
@@ -1019,7 +1023,9 @@ def host_profile(processors: Sequence[str] | None = None, *, mode: str = "quick"
     from deepx_opt.runtime.backends.base import canonical_processor_name
 
     names = [canonical_processor_name(p) for p in (processors or _default_processors())]
-    path = cache_dir() / f"host-{machine_key()}-{'_'.join(n.replace(':', '') for n in names)}-{mode}.json"
+    # the key names the calibration method too: a profile cached by older code is not reused
+    path = cache_dir() / (f"host-{machine_key()}-{'_'.join(n.replace(':', '') for n in names)}-{mode}"
+                          f"-c{CALIBRATION_METHOD_VERSION}.json")
     if path.is_file() and not refresh:
         try:
             return load_profile(path)
