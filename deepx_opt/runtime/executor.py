@@ -6,9 +6,18 @@ default: the model's topological order). A tensor that crosses processors is dow
 producer's worker (once per tensor) and uploaded by each consumer's worker; those copies are counted in
 bytes and timed apart from the blocks. Weights are uploaded once per processor before anything is timed.
 
-Each block is synchronised after its ops, so per-block times are device times seen from the host. The
-end-to-end latency of a repeat runs from the moment the graph inputs are handed to the workers until every
-graph output is back on the host.
+Per-block times depend on the backend. On a backend with timed queue markers (OpenCL, whose queue is
+created with ``PROFILING_ENABLE``: ``mark()``/``mark_time_ns()``) a block's ops are enqueued without
+waiting: a marker before them (or the previous block's end marker, when the block follows it on the same
+in-order queue with no host wait in between) and one after them bound the block, and the block's time is
+the device-clock span between the two markers' completions — the time the queue took to get through the
+block, including any time the device waited for the host to enqueue it. The host waits on the queue only
+where a tensor crosses to another processor or back to the host (a graph output), and once at the end of
+the run, when the markers are read; device times are mapped onto the host clock through a marker taken
+with the queue drained at the start of the run. On other backends (numpy ``cpu``) each block is
+synchronised after its ops and timed with the host clock. The end-to-end latency of a repeat runs from
+the moment the graph inputs are handed to the workers until every graph output is back on the host and
+every queue has drained.
 
 Memory: ``peak_rss_bytes`` is the process's peak resident set size during the timed repeats — the kernel's
 high-water mark, reset before them (``mem_source="rss-hwm"``), or ``/proc/self/statm`` sampled every 5 ms
@@ -67,7 +76,11 @@ _FUSABLE = ("Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Sum")
 # ------------------------------------------------------------------------------------------- report
 @dataclass
 class BlockRecord:
-    """One block's measurement: median over repeats, plus its place in the last repeat's timeline."""
+    """One block's measurement: median over repeats, plus its place in the last repeat's timeline.
+
+    On OpenCL the times come from queue markers (device clock; see the module notes), elsewhere from the
+    host clock around the block's ops and a synchronisation.
+    """
 
     layer: str
     processor: str
@@ -543,6 +556,12 @@ class _Executor:
         counters = {"input_bytes": 0, "output_bytes": 0}
         outputs: dict[str, np.ndarray] = {}
         download_us: dict[str, float] = {}  # producer-side half of each crossing
+        # processors timed with queue markers; last_mark[p]: the end marker of the block last enqueued
+        # on p, while no host wait came after it (read and written by p's worker only)
+        marked = {p: be for p, be in self.backends.items()
+                  if getattr(be, "profiling", False) and callable(getattr(be, "mark", None))}
+        last_mark: dict[str, Any] = {p: None for p in marked}
+        clock_ref: dict[str, tuple[float, int]] = {}  # p -> (host s, device ns) of one instant
 
         def nbytes(be, h) -> int:
             return int(np.prod(be.shape_of(h), dtype=np.int64)) * be.dtype_of(h).itemsize
@@ -570,6 +589,8 @@ class _Executor:
             h = be.upload(arr)
             be.synchronize()
             dt = (time.perf_counter() - t0) * 1e6
+            if p in marked:
+                last_mark[p] = None
             size = int(arr.nbytes)
             with lock:
                 env[p][t] = h
@@ -591,7 +612,11 @@ class _Executor:
         def run_layer(p: str, be: Backend, lay: _Layer) -> None:
             handles = {t: fetch_input(p, be, lay, t) for t in lay.inputs}
             wts = self.weights[p]
-            t0 = time.perf_counter()
+            timed = p in marked
+            if timed:
+                m0 = last_mark[p] if last_mark[p] is not None else be.mark()
+            else:
+                t0 = time.perf_counter()
             local = dict(handles)
             for op_type, ins, outs, attrs in lay.ops:
                 args = []
@@ -607,14 +632,21 @@ class _Executor:
                                         f"input of the block, an earlier op's output nor a weight")
                 res = be.run(op_type, args, attrs)
                 local.update(zip(outs, res))
-            be.synchronize()
-            t1 = time.perf_counter()
-            blocks[lay.name] = (t0, t1)
+            if timed:
+                m1 = last_mark[p] = be.mark()
+                blocks[lay.name] = (p, m0, m1)  # resolved to host times after the run
+            else:
+                be.synchronize()
+                t1 = time.perf_counter()
+                blocks[lay.name] = (None, t0, t1)
             # publish outputs; copy to the host those read on other processors or that are graph outputs
             produced = {t: local[t] for t in lay.outputs}
             to_host = [t for t in lay.outputs
                        if t in self.graph_outputs
                        or any(self.layers[r].processor != p for r in self.readers.get(t, []))]
+            if timed and to_host:  # wait for the block here so that the copies' times are copies only
+                be.synchronize()
+                last_mark[p] = None
             host_copies, dts = {}, {}
             for t in to_host:
                 c0 = time.perf_counter()
@@ -654,6 +686,8 @@ class _Executor:
                 with lock:
                     while not queues[p] and not done.is_set():
                         conds[p].wait()
+                        if p in marked:  # the queue may have drained while waiting: next block, new marker
+                            last_mark[p] = None
                     if state["error"] is not None or (done.is_set() and not queues[p]):
                         return
                     _, v = heapq.heappop(queues[p])
@@ -675,6 +709,12 @@ class _Executor:
         threads = [threading.Thread(target=worker, args=(p,), name=f"deepx-{p}", daemon=True) for p in procs[1:]]
         for th in threads:
             th.start()
+        for p, be in marked.items():  # host/device clock pair, taken with the queue drained
+            h0 = time.perf_counter()
+            m = be.mark()
+            be.synchronize()
+            h1 = time.perf_counter()
+            clock_ref[p] = ((h0 + h1) / 2, be.mark_time_ns(m))
         t_start = time.perf_counter()
         with lock:
             for v, n in remaining_preds.items():
@@ -684,15 +724,32 @@ class _Executor:
         done.wait()
         for th in threads:
             th.join()
+        for be in marked.values():
+            be.synchronize()
         t_end = time.perf_counter()
         if state["error"] is not None:
             raise state["error"]
+
+        def be_ns(p: str, mark) -> int:
+            return self.backends[p].mark_time_ns(mark)
+
+        def host_s(p: str, mark) -> float:
+            h_ref, d_ref = clock_ref[p]
+            return h_ref + (be_ns(p, mark) - d_ref) * 1e-9
+
+        spans = {}
+        for v, (p, a, b) in blocks.items():
+            if p is None:
+                spans[v] = ((a - t_start) * 1e6, (b - t_start) * 1e6)
+            else:  # device span exact; its place on the host timeline within the clock pairing's error
+                start_us = max(0.0, (host_s(p, a) - t_start) * 1e6)
+                spans[v] = (start_us, start_us + (be_ns(p, b) - be_ns(p, a)) / 1e3)
         # a crossing's time = producer's download + consumer's upload
         for tr in transfers:
             tr.latency_us += download_us.get(tr.tensor, 0.0)
         return {
             "latency_us": (t_end - t_start) * 1e6,
-            "blocks": {v: ((a - t_start) * 1e6, (b - t_start) * 1e6) for v, (a, b) in blocks.items()},
+            "blocks": spans,
             "transfers": transfers,
             "outputs": outputs,
             "peak_live": peak_live,

@@ -263,3 +263,99 @@ def test_block_steps_matches_what_execute_runs():
         dense.update(zip(op.outputs, be.run(op.op_type, args, op.attrs)))
     out = model.layer("stem")["outputs"][0]
     np.testing.assert_allclose(env[out], dense[out], rtol=1e-5, atol=1e-5)
+
+
+def _gemm_chain(sizes):
+    """A chain of Gemm blocks ``x[1, sizes[0]] → … → [1, sizes[-1]]`` (one block per Gemm)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    nodes, inits, prev = [], [], "x"
+    for i, (k, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+        inits.append(numpy_helper.from_array((rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("Gemm", [prev, f"w{i}"], [f"h{i}"], name=f"fc{i}"))
+        prev = f"h{i}"
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, sizes[0]])],
+                          [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, sizes[-1]])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = min(m.ir_version, 9)
+    return m
+
+
+def _count_synchronize(monkeypatch):
+    from deepx_opt.runtime.backends.opencl import OpenCLBackend
+
+    calls = {"n": 0}
+    orig = OpenCLBackend.synchronize
+
+    def counting(self):
+        calls["n"] += 1
+        orig(self)
+
+    monkeypatch.setattr(OpenCLBackend, "synchronize", counting)
+    return calls
+
+
+def test_opencl_blocks_timed_by_queue_markers_without_a_finish_per_block(monkeypatch):
+    """On OpenCL the executor waits on the queue a fixed number of times per run, not once per block,
+    and the marker-timed block times still tell a heavy block from light ones."""
+    cl = _opencl_name()
+    # 12 blocks; fc1 is a 1×2048 · 2048×2048 Gemm (4 M MACs, 16 MiB of weight), fc3… are 1×16 · 16×16
+    sizes = [16, 2048, 2048, 16] + [16] * 9
+    proto = _gemm_chain(sizes)
+    model = load_onnx(proto)
+    feeds = _inputs(model)
+    calls = _count_synchronize(monkeypatch)
+    outs, report = execute_graph(model, {v: cl for v in model.layers()}, feeds, repeat=3, warmup=1)
+    ref = _ort(proto, feeds)
+    for o in model.outputs:
+        np.testing.assert_allclose(outs[o], ref[o], rtol=1e-4, atol=1e-4)
+    # once for the weight upload, then per run (1 warm-up + 3 timed): the clock pairing, the input upload,
+    # the block that makes the graph output, the end of the run — not once per block (12 per run)
+    assert calls["n"] <= 1 + 4 * 4, calls["n"]
+    blocks = [report.blocks[f"fc{i}"] for i in range(len(sizes) - 1)]
+    heavy = blocks[1].latency_us
+    light = sorted(b.latency_us for i, b in enumerate(blocks) if i > 2)
+    assert heavy > 3 * light[len(light) // 2], (heavy, light)
+    # a chain on one in-order queue: blocks follow one another on the timeline, inside the run
+    for a, b in zip(blocks, blocks[1:]):
+        assert b.start_us >= a.finish_us - 50.0, (a, b)
+    assert sum(b.latency_us for b in blocks) <= report.latency_us_max + 100.0
+    assert all(b.latency_us >= 0 for b in blocks)
+
+
+def test_opencl_without_profiling_times_blocks_on_the_host(monkeypatch):
+    """A backend whose queue records no timestamps (``profiling=False``) is synchronised after every block."""
+    cl = _opencl_name()
+    proto = _gemm_chain([16] * 7)
+    model = load_onnx(proto)
+    feeds = _inputs(model)
+    calls = _count_synchronize(monkeypatch)
+    outs, report = execute_graph(model, {v: cl for v in model.layers()}, feeds, repeat=1, warmup=0,
+                                 backend_options={cl: {"profiling": False}})
+    ref = _ort(proto, feeds)
+    for o in model.outputs:
+        np.testing.assert_allclose(outs[o], ref[o], rtol=1e-4, atol=1e-5)
+    assert calls["n"] >= 6  # one per block
+    for b in report.blocks.values():
+        assert 0 <= b.start_us <= b.finish_us <= report.latency_us + 1.0
+
+
+def test_opencl_marker_timing_across_processors_keeps_transfers_apart():
+    """Alternating cpu/OpenCL blocks: outputs match, every crossing is a recorded transfer, and each
+    OpenCL block's span lies inside the run."""
+    cl = _opencl_name()
+    proto = _gemm_chain([16, 512, 512, 512, 16])
+    model = load_onnx(proto)
+    feeds = _inputs(model)
+    placement = {v: ("cpu" if i % 2 else cl) for i, v in enumerate(model.layers())}
+    outs, report = execute_graph(model, placement, feeds, repeat=2, warmup=1)
+    ref = _ort(proto, feeds)
+    for o in model.outputs:
+        np.testing.assert_allclose(outs[o], ref[o], rtol=1e-4, atol=1e-4)
+    assert len(report.transfers) == 3
+    for b in report.blocks.values():
+        assert -50.0 <= b.start_us <= b.finish_us <= report.latencies_us[-1] + 50.0, b
+    order = [report.blocks[f"fc{i}"] for i in range(4)]
+    for a, b in zip(order, order[1:]):
+        assert b.start_us >= a.finish_us - 50.0

@@ -9,6 +9,10 @@ store, 1×1 stride-1 convolutions skip im2col, depthwise convolutions run a dire
 On CPU devices, host arrays are wrapped with ``USE_HOST_PTR`` (zero copy): an uploaded array must not be
 modified afterwards. An instance is driven by one host thread at a time (it owns an in-order queue and a
 reused im2col scratch buffer).
+
+The queue is created with ``PROFILING_ENABLE`` (unless ``profiling=False``): :meth:`OpenCLBackend.mark`
+enqueues a marker whose completion time :meth:`OpenCLBackend.mark_time_ns` reads (device clock, ns) once the
+queue has drained past it; the executor times blocks this way instead of a blocking ``finish()`` per block.
 """
 
 from __future__ import annotations
@@ -130,6 +134,8 @@ class OpenCLBackend(Backend):
         freeing a device buffer per op costs more than the small kernels of a batch-1 inference.
     mem_pool_min_bytes : int, optional
         Smaller buffers bypass the pool (plain ``cl.Buffer``).
+    profiling : bool, optional
+        Create the queue with ``PROFILING_ENABLE`` so that :meth:`mark` returns timed markers (default).
 
     Example
     -------
@@ -142,7 +148,7 @@ class OpenCLBackend(Backend):
 
     def __init__(self, device_index: int = 0, *, gemm_variant: str | None = None,
                  zero_copy: bool | None = None, gemm_tile: str | Sequence[int] | None = None,
-                 mem_pool: bool | None = None, mem_pool_min_bytes: int = 0) -> None:
+                 mem_pool: bool | None = None, mem_pool_min_bytes: int = 0, profiling: bool = True) -> None:
         if cl is None:
             raise BackendUnavailableError(f"the OpenCL backend needs pyopencl, which failed to import: {_IMPORT_ERROR}")
         from deepx_opt.runtime.opencl_probe import working_devices
@@ -161,7 +167,10 @@ class OpenCLBackend(Backend):
             if ctx is None:
                 ctx = _contexts[device_index] = cl.Context([self.device])
         self.ctx = ctx
-        self.queue = cl.CommandQueue(ctx)
+        #: the queue records event timestamps (markers from :meth:`mark`); False: plain queue, no markers
+        self.profiling = bool(profiling)
+        self.queue = cl.CommandQueue(
+            ctx, properties=cl.command_queue_properties.PROFILING_ENABLE if self.profiling else 0)
         if gemm_variant is None:
             gemm_variant = "tiled" if self.kind == "gpu" else "blocked"
         if gemm_variant not in ("blocked", "tiled"):
@@ -306,6 +315,29 @@ class OpenCLBackend(Backend):
 
     def synchronize(self) -> None:
         self.queue.finish()
+
+    def mark(self):
+        """Enqueue a marker on the (in-order) queue and return its event, or None without profiling.
+
+        The marker completes once every command enqueued before it has; its completion time, read with
+        :meth:`mark_time_ns` after the queue has drained past it (after :meth:`synchronize` or a blocking
+        :meth:`download`), is the device-clock time at which that earlier work was done.
+
+        Example
+        -------
+        >>> be = OpenCLBackend(0)                                                  # doctest: +SKIP
+        >>> m0 = be.mark(); y = be.run("Relu", [x], {}); m1 = be.mark()            # doctest: +SKIP
+        >>> be.synchronize(); (be.mark_time_ns(m1) - be.mark_time_ns(m0)) / 1e3   # µs  # doctest: +SKIP
+        """
+        if not self.profiling:
+            return None
+        return cl.enqueue_marker(self.queue)
+
+    @staticmethod
+    def mark_time_ns(event) -> int:
+        """Device-clock completion time (ns) of a marker from :meth:`mark`; waits for it if still pending."""
+        event.wait()
+        return int(event.profile.end)
 
     def shape_of(self, handle: CLTensor) -> tuple[int, ...]:
         return handle.shape
