@@ -602,12 +602,22 @@ class _Executor:
                     transfers.append(TransferRecord(t, src_layer, lay.name, src_proc, p, size, dt))
             return h
 
+        # On processors timed by queue markers a block has only been *enqueued* when its worker moves on: a
+        # handle dropped then may still be read by a pending kernel, and a zero-copy buffer's host memory
+        # would be freed under it. Such handles (and host arrays, which may back them) are kept until the
+        # queues are drained at the end of the run.
+        graveyard: list = []
+
         def release(t: str) -> None:  # lock held: drop a tensor everywhere once its last reader finished
             for p, e in env.items():
                 h = e.pop(t, None)
                 if h is not None:
                     live[p] -= nbytes(self.backends[p], h)
-            host.pop(t, None)
+                    if p in marked:
+                        graveyard.append(h)
+            arr = host.pop(t, None)
+            if arr is not None and marked:
+                graveyard.append(arr)
 
         def run_layer(p: str, be: Backend, lay: _Layer) -> None:
             handles = {t: fetch_input(p, be, lay, t) for t in lay.inputs}
@@ -727,6 +737,7 @@ class _Executor:
         for be in marked.values():
             be.synchronize()
         t_end = time.perf_counter()
+        graveyard.clear()
         if state["error"] is not None:
             raise state["error"]
 
