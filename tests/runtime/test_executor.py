@@ -359,3 +359,17 @@ def test_opencl_marker_timing_across_processors_keeps_transfers_apart():
     order = [report.blocks[f"fc{i}"] for i in range(4)]
     for a, b in zip(order, order[1:]):
         assert b.start_us >= a.finish_us - 50.0
+
+
+def test_alternating_processors_stay_correct_over_many_runs():
+    """Blocks on a marker-timed OpenCL queue are only enqueued when their worker moves on; tensors dropped
+    then must outlive the pending kernels (a freed zero-copy buffer once corrupted ~1 run in 2)."""
+    cl = _opencl_name()
+    proto = branchy_cnn()
+    model = load_onnx(proto)
+    for seed in range(8):
+        feeds = _inputs(model, seed)
+        outs, _ = execute_graph(model, _placement(model, "alternating", cl), feeds, repeat=3, warmup=0)
+        ref = _ort(proto, feeds)
+        for o in model.outputs:
+            np.testing.assert_allclose(outs[o], ref[o], rtol=1e-4, atol=1e-5, err_msg=f"seed {seed}: {o}")
