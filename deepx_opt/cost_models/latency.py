@@ -367,9 +367,14 @@ def _fit_log(family: str, X: np.ndarray, y: np.ndarray, w: np.ndarray | None = N
         p0 = np.maximum(p0, 1e-9)
         if not np.all(np.isfinite(p0)):
             continue
-        r = least_squares(resid, p0, jac=jac, bounds=(0.0, np.inf), method="trf", max_nfev=100 * (len(p0) + 1))
+        try:
+            r = least_squares(resid, p0, jac=jac, bounds=(0.0, np.inf), method="trf", max_nfev=100 * (len(p0) + 1))
+        except ValueError:  # scipy's trf can fail on ill-scaled samples ("x is not within the trust region")
+            continue
         if best is None or r.cost < best.cost:
             best = r
+    if best is None:  # every start failed: keep the non-negative least-squares solution
+        return lin
     return best.x * unit
 
 
