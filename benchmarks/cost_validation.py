@@ -159,8 +159,12 @@ def main(argv=None) -> int:
     models_tab = [[p, m, len(v), f"{np.mean(np.array(v) <= 10) * 100:.0f}%", f"{np.mean(v):.1f}"]
                   for (p, m), v in sorted(per_model.items())]
     energy = []
+    # --processors may name devices by substring ("opencl:NVIDIA"); the profile names them "opencl:<i>"
+    from deepx_opt.runtime.backends import canonical_processor_name
+
+    wanted = {canonical_processor_name(q) for q in procs} if procs else set()
     for p in prof.processors:
-        if p.backend and p.backend.startswith("opencl") and (procs is None or p.name in procs):
+        if p.backend and p.backend.startswith("opencl") and (procs is None or p.name in wanted):
             for g in graphs:
                 e = _nvml_energy(prof, p.name, g)
                 if e:
