@@ -258,7 +258,9 @@ class PulpSolver(Solver):
                 warnings.simplefilter("ignore", DeprecationWarning)
                 return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=0.0, gapAbs=0.5,
                                          threads=self.threads, warmStart=warm)
-        extra = {} if strict else {"mip_feasibility_tolerance": 1e-5}
+        # the retry after a HiGHS "solve error": looser MIP feasibility and no presolve (its reductions of
+        # degenerate models, e.g. all-zero durations, are what fail)
+        extra = {} if strict else {"mip_feasibility_tolerance": 1e-5, "presolve": "off"}
         cls = _highs_with_start() if warm else pulp.HiGHS
         return cls(msg=False, timeLimit=time_limit_s, gapRel=0.0, gapAbs=0.5, threads=self.threads, **extra)
 
@@ -291,8 +293,8 @@ class PulpSolver(Solver):
         if (self.backend == "highs" and lp.status == pulp.LpStatusNotSolved
                 and sol not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible, pulp.LpSolutionInfeasible)):
             # HiGHS 1.12 sometimes rejects its own optimum ("MIP solver claims optimality, but with ... 1e-06
-            # infeasibilities" -> solve error) on degenerate models; a looser MIP feasibility tolerance avoids
-            # it. The plan is re-timed and re-checked exactly below, and a claimed optimum that the exact
+            # infeasibilities" -> solve error) on degenerate models; a looser MIP feasibility tolerance with
+            # presolve off avoids it. The plan is re-timed and re-checked exactly below, and a claimed optimum that the exact
             # objective does not reproduce is downgraded to FEASIBLE.
             lp, x, s = build_pulp_model(problem)
             load_start()
