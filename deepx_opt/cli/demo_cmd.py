@@ -45,6 +45,7 @@ def run(args) -> int:
 
     from deepx_opt import zoo
     from deepx_opt.solvers.compare import compare_problem
+    from deepx_opt.cli._planning import _zoo_calibration
     from deepx_opt.cli.run_cmd import modelled_energy_uj
     from deepx_opt.cost_models.calibrate import host_profile
     from deepx_opt.graphs import load_onnx
@@ -75,10 +76,10 @@ def run(args) -> int:
 
     _say(f"model {entry.name}: {entry.description}")
     model = load_onnx(zoo.build(entry.name), name=entry.name)
-    calib = labels = x_test = y_test = None
+    calib, labels = _zoo_calibration(entry.name) or (None, None)  # training split; the test split stays held out
+    x_test = y_test = None
     if entry.trained:
         ds = zoo.digits_dataset().for_model(entry.name)
-        calib, labels = np.ascontiguousarray(ds.x_train[:600]), np.ascontiguousarray(ds.y_train[:600])
         x_test, y_test = np.ascontiguousarray(ds.x_test), np.ascontiguousarray(ds.y_test)
     _say("RLC candidates (SVD ranks per layer) and the accuracy-loss estimator")
     cands = candidates(model, calib=calib, labels=labels)

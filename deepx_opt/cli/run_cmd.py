@@ -8,6 +8,7 @@ modelled from the profile's power × the measured busy time, and labelled so.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -32,16 +33,11 @@ def add_parser(sub) -> None:
     p.add_argument("--save-outputs", metavar="OUT.npz", help="write the model outputs here")
     p.add_argument("-o", "--out", metavar="RUN.json", help="write the run report here (for `deepx report --run`)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...", help=argparse_hidden())
-    p.add_argument("--output", action="append", default=[], metavar="NAME", dest="cut_outputs", help=argparse_hidden())
+    # hidden: a model run reads them like every model command; a plan records its own
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...", help=argparse.SUPPRESS)
+    p.add_argument("--output", action="append", default=[], metavar="NAME", dest="cut_outputs", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
     p.set_defaults(func=run)
-
-
-def argparse_hidden():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def read_inputs(path: str | None, model, seed: int = 0) -> dict[str, np.ndarray]:
