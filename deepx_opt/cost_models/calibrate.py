@@ -56,6 +56,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from deepx_opt.cost_models.latency import LatencyModel, OpWork, block_works, model_shapes, op_work
+from deepx_opt.cost_models.power import calibrate_power
 from deepx_opt.cost_models.profile import DeviceProfile, Link, Processor, load_profile, save_profile
 from deepx_opt.errors import BackendUnavailableError, CostModelError, ProfileError
 
@@ -668,61 +669,6 @@ def _link_samples(backend: Any, sizes: Sequence[int], warmup: int, reps: int) ->
     return np.array(xs, float), np.array(ys, float)
 
 
-def _nvml_handle(device_name: str):
-    try:
-        import pynvml  # nvidia-ml-py
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-        n = pynvml.nvmlDeviceGetCount()
-        for i in range(n):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(h)
-            name = name.decode() if isinstance(name, bytes) else name
-            if name.lower() in device_name.lower() or device_name.lower() in name.lower() or n == 1:
-                return h
-    except Exception:
-        return None
-    return None
-
-
-def _device_label(backend: Any) -> str:
-    info = getattr(backend, "info", None)
-    return getattr(info, "device", "") or getattr(backend, "name", "")
-
-
-def measure_nvml_power_w(backend: Any, cases: Sequence[_OpCase], duration_s: float = 2.0) -> tuple[float, float] | None:
-    """(active, idle) GPU power in W from NVML's total-energy counter (mJ): the energy over a stretch of the
-    ``cases`` run back to back (kept busy: the queue is synchronised every few runs only) divided by its
-    time, and the idle power over an equal quiet stretch before it. None when NVML or the GPU is not found."""
-    import pynvml
-
-    h = _nvml_handle(_device_label(backend))
-    if h is None:
-        return None
-    rng = np.random.default_rng(0)
-    prepared = [(c, [None if s is None else backend.upload(rng.standard_normal(s).astype(np.float32))
-                     for s in c.inputs]) for c in cases]
-    for c, hs in prepared:
-        backend.run(c.op_type, hs, c.attrs)
-    backend.synchronize()
-    time.sleep(0.3)
-    e0, t0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
-    time.sleep(duration_s / 2)
-    e1, t1 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
-    idle_w = (e1 - e0) / 1000.0 / (t1 - t0)
-    e0, t0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
-    while time.perf_counter() - t0 < duration_s:
-        for _ in range(5):
-            for c, hs in prepared:
-                backend.run(c.op_type, hs, c.attrs)
-        backend.synchronize()
-    e1, t1 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
-    active_w = (e1 - e0) / 1000.0 / (t1 - t0)
-    return active_w, idle_w
-
-
 def _processor_info(name: str, backend: Any) -> tuple[str, int, str]:
     """(kind, memory bytes, description) of a processor of this machine."""
     if name == "cpu":
@@ -805,20 +751,12 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
                                     f"{pname} zoo") if zoo_graphs else []
         models = fit_latency_models(samples, blocks, overhead_us)
         active, idle = (powers or {}).get(pname, DEFAULT_POWER_W.get(kind, DEFAULT_POWER_W["cpu"]))
-        psrc = "modelled"
-        if nvml and pname.startswith("opencl") and "nvidia" in desc.lower():
-            # the work the models cost: the largest conv (compute-bound) and largest GEMM (memory-bound)
-            heavy = [max((c for c in cases if c.op_type == t), key=lambda c: _case_work(c).flops)
-                     for t in ("Conv", "Gemm")]
-            try:
-                got = measure_nvml_power_w(be, heavy)
-            except Exception:  # NVML present but unusable: keep modelled powers
-                got = None
-            if got:
-                active, idle = got
-                psrc = "measured"
-        procs.append(Processor(name=pname, kind=kind, memory_bytes=mem, active_power_w=float(active),
-                               idle_power_w=float(idle), backend=pname, power_source=psrc,
+        power_fields = {"active_power_w": float(active), "idle_power_w": float(idle), "power_source": "modelled"}
+        if nvml:
+            measured = calibrate_power(pname, be, desc, cases, zoo_graphs)
+            if measured:
+                power_fields.update(measured)
+        procs.append(Processor(name=pname, kind=kind, memory_bytes=mem, backend=pname, **power_fields,
                                latency_models=models, block_overhead_us=float(overhead_us)))
         meta["calibration"]["processors"][pname] = {
             "device": desc, "samples": len(samples) + len(blocks), "seconds": round(time.perf_counter() - t0, 1),
