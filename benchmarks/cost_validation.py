@@ -7,7 +7,8 @@ its full rank — whole, through the runtime executor, and prints per processor:
 on the zoo's own dense layers and on factorisations at other ranks; each model is then predicted by models
 fitted without its blocks); against the median of the runs; per kind and per model. On an NVIDIA GPU with
 nvidia-ml-py it also compares whole-model energy measured by NVML with the prediction (active power fitted
-from NVML during calibration × predicted busy time).
+from NVML during calibration × predicted busy time, before; the fitted power model of
+:mod:`deepx_opt.cost_models.power`, after), dense and at rank 0.5 / 0.25.
 
 Needs only numpy, onnx, pyopencl (for OpenCL), nvidia-ml-py (for NVML) and this package's own dependencies
 (scipy, networkx). Writes ``cost_validation.json`` (and the calibrated profile) under ``--out``.
@@ -65,29 +66,106 @@ def _per_kind(rows, tol=10.0):
              "mape_pct": float(np.mean(v))} for (p, k), v in sorted(out.items())]
 
 
-def _nvml_energy(profile, proc_name: str, graph, reps: int = 20) -> dict | None:
-    """Whole-model energy per inference measured by NVML (through the runtime executor's own NVML reading)
-    vs predicted (dense model, one processor)."""
+ENERGY_FRACTIONS = (None, 0.5, 0.25)
+
+
+def _nvml_energy(profile, proc_name: str, graph, fractions=ENERGY_FRACTIONS, reps: int = 20,
+                 window_s: float = 1.0) -> list[dict]:
+    """Whole-model energy per inference measured by NVML (the runtime executor's own reading: board energy
+    over >= ``window_s`` of back-to-back runs) vs predicted, for the model dense and at each rank fraction,
+    all on one processor. Predictions: ``before`` = the processor's active power (a kernel loop's) ×
+    predicted latency; ``after`` = the profile's power model (:func:`deepx_opt.cost_models.energy.
+    plan_energy_uj` of the predicted blocks: the planner's per-option energies plus the per-run energy);
+    ``after_at_measured`` = the same model at the measured block latencies (its error is the power model's
+    own, without the latency model's)."""
     try:
         import pynvml  # noqa: F401
     except ImportError:
-        return None
-    from deepx_opt.cost_models.calibrate import model_block_works
+        return []
+    from deepx_opt.cost_models.calibrate import model_block_works, timing_variant
+    from deepx_opt.cost_models.energy import plan_energy_uj, power_model_of
     from deepx_opt.cost_models.latency import predict_work_us
+    from deepx_opt.cost_models.power import PowerSample, sample_to_list
     from deepx_opt.runtime.executor import execute_graph
 
     proc = profile.processor(proc_name)
-    rng = np.random.default_rng(0)
-    x = {n: rng.standard_normal(i.shape).astype(i.dtype) for n, i in graph.inputs.items()}
-    _, rep = execute_graph(graph, {v: proc.backend for v in graph.layers()}, x, repeat=reps, warmup=2)
-    if rep.energy_uj is None:
-        return None
-    works = model_block_works(graph)
-    pred_us = sum(proc.block_overhead_us + sum(predict_work_us(profile, proc_name, w) for w in ws)
-                  for ws in works.values())
-    return {"processor": proc_name, "model": graph.name, "measured_mj": rep.energy_uj / 1e3,
-            "measured_ms": rep.latency_us / 1e3, "predicted_mj": proc.active_power_w * pred_us / 1e3,
-            "predicted_ms": pred_us / 1e3, "power_source": proc.power_source}
+    model = power_model_of(profile, proc_name)
+    out = []
+    rng = np.random.default_rng(3)
+    for frac in fractions:
+        g = timing_variant(graph, frac, rng)
+        if g is None:
+            continue
+        x = {n: rng.standard_normal(i.shape).astype(i.dtype) for n, i in g.inputs.items()}
+        _, rep = execute_graph(g, {v: proc.backend for v in g.layers()}, x, repeat=reps, warmup=3,
+                               energy_window_s=window_s)
+        if rep.energy_uj is None:
+            return out
+        works = model_block_works(g)
+        pred_block = {v: proc.block_overhead_us + sum(predict_work_us(profile, proc_name, w) for w in ws)
+                      for v, ws in works.items()}
+        pred_us = sum(pred_block.values())
+        meas_block = {v: rep.blocks[v].latency_us for v in g.layers()}
+        variant = "dense" if frac is None else f"rank={frac:g}"
+        wall_us = rep.energy_window_s / rep.energy_runs * 1e6 if rep.energy_runs else 0.0
+        sample = PowerSample(f"{g.name}:{variant}", graph.name, float(rep.energy_uj),
+                             tuple((meas_block[v], tuple(works[v])) for v in g.layers()), 1.0, wall_us)
+        row = {"processor": proc_name, "model": graph.name, "variant": variant,
+               "measured_mj": rep.energy_uj / 1e3, "measured_ms": rep.latency_us / 1e3,
+               "measured_blocks_ms": sum(meas_block.values()) / 1e3, "wall_ms_per_run": wall_us / 1e3,
+               "idle_power_w": rep.idle_power_w, "energy_runs": rep.energy_runs,
+               "predicted_ms": pred_us / 1e3, "before_mj": proc.active_power_w * pred_us / 1e3,
+               "power_source": proc.power_source, "sample": sample_to_list(sample)}
+        if model is not None:
+            row["after_mj"] = plan_energy_uj(profile, blocks=[(proc_name, pred_block[v], works[v])
+                                                              for v in g.layers()]).total_uj / 1e3
+            row["after_at_measured_mj"] = model.predict_run_uj([(meas_block[v], works[v]) for v in g.layers()]) / 1e3
+        for k in ("before", "after", "after_at_measured"):
+            if f"{k}_mj" in row:
+                row[f"{k}_err_pct"] = (row[f"{k}_mj"] - row["measured_mj"]) / row["measured_mj"] * 100
+        out.append(row)
+    return out
+
+
+def _energy_report(prof, energy: list[dict]) -> str:
+    """The energy tables: per model and variant, and a summary of |error| before/after."""
+    from deepx_opt.cost_models.energy import power_model_of
+
+    lines = []
+    for p in sorted({e["processor"] for e in energy}):
+        m = power_model_of(prof, p)
+        q = prof.processor(p)
+        lines.append(f"{p}: idle {q.idle_power_w:.1f} W, active (kernel loop) {q.active_power_w:.1f} W, "
+                     f"power model: {m!r}")
+        if m is not None and m.fit_:
+            f = m.fit_
+            lines.append(f"  chosen {f.get('chosen')} from {f.get('samples')} samples (held out by "
+                         f"{f.get('held_out')}), fit {f.get('seconds', '?')} s of calibration")
+            lines.append(_table(["candidate", "features", "train MAPE %", "held-out MAPE %", "held-out max %"],
+                                [[c["name"], ",".join(c["features"]), f"{c['train_mape_pct']:.1f}",
+                                  f"{c['loo_mape_pct']:.1f}", f"{c['loo_max_pct']:.1f}"]
+                                 for c in f.get("candidates", [])]))
+    rows = []
+    for e in energy:
+        def cell(k):
+            return f"{e[k + '_mj']:.1f} ({e[k + '_err_pct']:+.0f}%)" if k + "_mj" in e else "-"
+        rows.append([e["processor"], e["model"], e["variant"], f"{e['measured_mj']:.1f}",
+                     f"{e['wall_ms_per_run']:.3f}", f"{e['measured_blocks_ms']:.3f}", f"{e['predicted_ms']:.3f}",
+                     cell("before"), cell("after"), cell("after_at_measured")])
+    lines.append("")
+    lines.append("whole-model energy per inference, NVML board energy vs predicted (before: active power × "
+                 "predicted latency; after: power model at predicted latencies; after@meas: at measured ones)")
+    lines.append(_table(["processor", "model", "variant", "measured mJ", "wall ms/run", "blocks ms",
+                         "pred ms", "before mJ", "after mJ", "after@meas mJ"], rows))
+    summ = []
+    for k in ("before", "after", "after_at_measured"):
+        errs = np.array([abs(e[k + "_err_pct"]) for e in energy if k + "_err_pct" in e])
+        if len(errs):
+            summ.append([k, len(errs), f"{errs.mean():.1f}", f"{np.median(errs):.1f}", f"{errs.max():.1f}",
+                         f"{(errs <= 15).mean() * 100:.0f}%"])
+    lines.append("")
+    lines.append(_table(["prediction", "runs", "MAPE %", "median |err| %", "max |err| %", "within 15%"], summ))
+    return "\n".join(lines)
 
 
 def _summary_rows(summ):
@@ -111,6 +189,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-lomo", action="store_true", help="skip the leave-one-model-out refits")
     ap.add_argument("--nvidia-icd", action="store_true", help="create the NVIDIA OpenCL ICD file if it is missing")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--energy-variants", default="all", choices=["all", "dense", "none"],
+                    help="NVML energy validation: dense and rank 0.5/0.25 (all), dense only, or none")
+    ap.add_argument("--energy-window-s", type=float, default=1.0, help="NVML window per energy measurement")
     args = ap.parse_args(argv)
     if args.nvidia_icd:
         _setup_nvidia_icd()
@@ -163,12 +244,14 @@ def main(argv=None) -> int:
     from deepx_opt.runtime.backends import canonical_processor_name
 
     wanted = {canonical_processor_name(q) for q in procs} if procs else set()
+    t3 = time.perf_counter()
+    fractions = () if args.energy_variants == "none" else (
+        (None,) if args.energy_variants == "dense" else ENERGY_FRACTIONS)
     for p in prof.processors:
-        if p.backend and p.backend.startswith("opencl") and (procs is None or p.name in wanted):
+        if p.backend and p.backend.startswith("opencl") and (procs is None or p.name in wanted) and fractions:
             for g in graphs:
-                e = _nvml_energy(prof, p.name, g)
-                if e:
-                    energy.append(e)
+                energy += _nvml_energy(prof, p.name, g, fractions=fractions, window_s=args.energy_window_s)
+    t_energy = time.perf_counter() - t3
 
     print(f"\ncost-model validation on {platform.node()} ({platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores), calibration {args.mode if not args.profile else 'from ' + args.profile} "
@@ -197,16 +280,14 @@ def main(argv=None) -> int:
     print()
     print(_table(["processor", "model", "n", "within ±10%", "MAPE %"], models_tab))
     if energy:
-        print()
-        print(_table(["processor", "model", "measured mJ", "predicted mJ", "measured ms", "predicted ms", "power"],
-                     [[e["processor"], e["model"], f"{e['measured_mj']:.2f}", f"{e['predicted_mj']:.2f}",
-                       f"{e['measured_ms']:.2f}", f"{e['predicted_ms']:.2f}", e["power_source"]] for e in energy]))
+        print(f"\nNVML energy validation: {t_energy:.0f} s")
+        print(_energy_report(prof, energy))
     res = {
         "machine": {"node": platform.node(), "processor": platform.processor(), "cores": os.cpu_count(),
                     "key": machine_key()},
         "mode": args.mode, "profile": args.profile, "models": models, "calibration_s": t_cal,
         "validation_s": t_val, "summary": summ, "summary_lomo": summ_lomo, "summary_vs_median": summ_med,
-        "per_kind": kinds, "per_kind_lomo": kinds_lomo, "energy": energy,
+        "per_kind": kinds, "per_kind_lomo": kinds_lomo, "energy": energy, "energy_s": t_energy,
         "rows": [{"processor": r.processor, "model": r.model, "layer": r.layer, "variant": r.variant,
                   "kind": r.kind, "steps": [f"{w.kind}/{w.variant}" for w in r.works],
                   "measured_us": r.measured_us, "measured_median_us": r.measured_median_us,

@@ -3,7 +3,8 @@
 This is the one place where the three lower layers meet (DESIGN.md: ``graphs`` knows nothing of speed,
 ``cost_models`` nothing of solvers, ``solvers`` nothing of ONNX): for every layer, every RLC option (dense or a
 rank) is placed on every processor that can run it, and costed by the profile's fitted latency model;
-energy is the processor's active power × that time; transfers use the profile's links.
+energy is :func:`~deepx_opt.cost_models.energy.block_energy_uj` of that time (the processor's fitted power
+model of the block's works, or its active power × the time); transfers use the profile's links.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def build_problem(
     """
     from deepx_opt.cost_models import load_profile
     from deepx_opt.cost_models.latency import predict_block_us
+    from deepx_opt.cost_models.energy import block_energy_uj
     from deepx_opt.graphs import ModelGraph
     from deepx_opt.solvers import Edge, Layer, Option, Problem, Processor
 
@@ -152,7 +154,8 @@ def build_problem(
                 rank_tag = "" if o.rank is None else f"@r{o.rank}"
                 opts.append(Option(
                     id=f"{v}{rank_tag}@{p}", processor=p, duration_us=float(dur),
-                    energy_uj=float(proc.active_power_w * dur), weight_bytes=int(o.weight_bytes),
+                    energy_uj=block_energy_uj(prof, p, dur, ops=o.ops, shapes=shapes, context_bytes=context),
+                    weight_bytes=int(o.weight_bytes),
                     accuracy_loss=float(o.accuracy_loss_pts), rank=o.rank, full_rank=o.rank is None,
                     workspace_bytes=int(d["input_bytes"] + d["output_bytes"]),
                 ))

@@ -1,94 +1,573 @@
-"""Power of the calibrated processors, measured where the hardware has an energy counter.
+"""Power models of the calibrated processors, fitted from measured energy where the hardware has a counter.
 
-Most machines have none that deepx_opt can read (no RAPL in these VMs): their powers are modelled
-(:data:`deepx_opt.cost_models.calibrate.DEFAULT_POWER_W` or ``deepx calibrate --power``). On an NVIDIA GPU
-with ``pynvml`` (nvidia-ml-py), :func:`calibrate_power` measures active and idle power with NVML's
-total-energy counter.
+Most machines have no energy counter that deepx_opt can read (no RAPL in these VMs): their powers are
+modelled (:data:`deepx_opt.cost_models.calibrate.DEFAULT_POWER_W` or ``deepx calibrate --power``) and a
+block costs ``active_power_w × latency``. On an NVIDIA GPU with ``pynvml`` (nvidia-ml-py),
+:func:`calibrate_power` measures the board's energy with NVML's total-energy counter over back-to-back runs
+of work of different intensities — a few grid ops in a loop (a large convolution, a large GEMM, a GEMV that
+streams a large weight, a tiny launch-bound op) and the zoo models run whole by the runtime executor, dense
+and factorised — and fits a :class:`PowerModel` to them:
+
+``energy_uj(block) = Σ_i coef_[i] · feature_i(block)``  (every coefficient ≥ 0)
+
+with features drawn from
+
+============  ======================================================  ============================
+feature       value for a block of latency ``t`` µs and works ``w``   coefficient's unit
+============  ======================================================  ============================
+``time_us``   ``t`` (the block's latency: kernels *and* host waits)    W (the "waiting" power)
+``busy_us``   ``min(t, Σ flops / flops_per_us + Σ bytes / bytes_per_us)``  W (extra power while busy)
+``flops``     ``Σ w.flops``                                            µJ per FLOP
+``bytes``     ``Σ w.bytes`` (inputs + weights + outputs)               µJ per byte
+``steps``     executed ops (kernel launches)                           µJ per launch
+``runs``      0 for a block; 1 per whole inference                     µJ per run
+============  ======================================================  ============================
+
+Candidate forms (:data:`CANDIDATES`): ``constant`` (one power × time, as before), ``linear``
+(waiting power × time + energy per FLOP, per byte[, per launch]) and ``utilisation`` (``P_wait·t + ΔP·busy``,
+i.e. ``P = P_wait + ΔP·u`` with ``u = min(1, roofline kernel time / t)``), each with or without a per-run
+energy. Each is fitted by non-negative least squares on the *relative* error (energies span 0.01–300 mJ);
+the form used is the one with the lowest leave-one-model-out error on the whole-model runs (every zoo
+model's runs predicted by a fit without them), the simpler one when two are within
+:data:`SELECT_TOLERANCE_PCT` points. The ``runs`` term is the energy the board spends per inference outside
+the blocks (the executor's per-run set-up, input upload, output read-back: the GPU draws near idle power
+then); it is a constant per processor used, so the planner's per-option energies leave it out and
+:func:`~deepx_opt.cost_models.energy.plan_energy_uj` adds it once per processor that runs blocks.
+
+Example
+-------
+>>> from deepx_opt.cost_models.latency import OpWork
+>>> m = PowerModel(["time_us", "flops", "runs"], coef_=[100.0, 2e-5, 10.0])
+>>> w = OpWork("gemm", flops=1e6, bytes=4e6)
+>>> m.predict_block_uj([w], 50.0)            # 100 W × 50 µs + 2e-5 µJ/FLOP × 1e6 FLOP
+5020.0
+>>> m.predict_run_uj([(50.0, [w])])          # one inference of that one block, + 10 µJ per run
+5030.0
 """
 
 from __future__ import annotations
 
+import math
 import time
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["calibrate_power", "measure_nvml_power_w"]
+from deepx_opt.errors import CostModelError, ProfileError
+
+__all__ = ["PowerModel", "PowerSample", "POWER_FEATURES", "CANDIDATES", "SELECT_TOLERANCE_PCT",
+           "fit_power_model", "calibrate_power", "measure_op_loop", "measure_model_run", "sample_to_list",
+           "sample_from_list"]
+
+#: Features a power model may use (see the module docstring).
+POWER_FEATURES = ("time_us", "busy_us", "flops", "bytes", "steps", "runs")
+
+#: Candidate forms fitted by :func:`fit_power_model`: name → (family, features).
+CANDIDATES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "constant": ("constant", ("time_us",)),
+    "constant+run": ("constant", ("time_us", "runs")),
+    "linear": ("linear", ("time_us", "flops", "bytes")),
+    "linear+run": ("linear", ("time_us", "flops", "bytes", "runs")),
+    "linear+steps+run": ("linear", ("time_us", "steps", "flops", "bytes", "runs")),
+    "utilisation": ("utilisation", ("time_us", "busy_us")),
+    "utilisation+run": ("utilisation", ("time_us", "busy_us", "runs")),
+}
+
+#: Candidates whose leave-one-model-out error is within this many percentage points of the best one count as
+#: equally good; the one with fewest features is used.
+SELECT_TOLERANCE_PCT = 1.0
+
+#: Multipliers of the highest throughputs seen in the samples tried as the roofline's FLOP and byte rates of
+#: the ``busy_us`` feature (the rates are picked by training error, with the coefficients).
+_RATE_MULTIPLIERS = tuple(float(x) for x in np.geomspace(0.25, 4.0, 9))
 
 
-def _nvml_handle(device_name: str):
-    try:
-        import pynvml  # nvidia-ml-py
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-        n = pynvml.nvmlDeviceGetCount()
-        for i in range(n):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(h)
-            name = name.decode() if isinstance(name, bytes) else name
-            if name.lower() in device_name.lower() or device_name.lower() in name.lower() or n == 1:
-                return h
-    except Exception:
-        return None
-    return None
+# ------------------------------------------------------------------------------------------ samples
+
+@dataclass(frozen=True)
+class PowerSample:
+    """One energy measurement: ``energy_uj`` per run (NVML, averaged over back-to-back runs), and the blocks
+    of one run, each ``(latency_us, works)``.
+
+    ``runs`` is 1 for a whole inference run by the executor (its energy includes the per-run set-up between
+    the blocks) and 0 for an op run in a loop (one "block" per call, nothing else). ``group`` is what
+    leave-one-out holds out together (the zoo model; ``"grid"`` for op loops). ``wall_us`` is the measured
+    wall time per run (blocks and everything between them)."""
+
+    label: str
+    group: str
+    energy_uj: float
+    blocks: tuple
+    runs: float = 1.0
+    wall_us: float = 0.0
+
+    @property
+    def time_us(self) -> float:
+        """Sum of the blocks' latencies (what the latency model predicts for one run)."""
+        return float(sum(t for t, _ in self.blocks))
 
 
-def _device_label(backend: Any) -> str:
-    info = getattr(backend, "info", None)
-    return getattr(info, "device", "") or getattr(backend, "name", "")
+def _work_to_list(w) -> list:
+    return [w.kind, w.op_type, float(w.flops), float(w.bytes), w.variant]
 
 
-def measure_nvml_power_w(backend: Any, cases: Sequence[Any], duration_s: float = 2.0) -> tuple[float, float] | None:
-    """(active, idle) GPU power in W from NVML's total-energy counter (mJ): the energy over a stretch of the
-    ``cases`` run back to back (kept busy: the queue is synchronised every few runs only) divided by its
-    time, and the idle power over an equal quiet stretch before it. None when NVML or the GPU is not found."""
-    import pynvml
+def _work_from_list(x: Sequence) -> Any:
+    from deepx_opt.cost_models.latency import OpWork
 
-    h = _nvml_handle(_device_label(backend))
-    if h is None:
-        return None
+    kind, op_type, flops, nbytes, variant = x
+    return OpWork(kind=str(kind), flops=float(flops), bytes=float(nbytes), op_type=str(op_type),
+                  variant=str(variant))
+
+
+def sample_to_list(s: PowerSample) -> list:
+    """A JSON-able form of a sample (kept in the profile so that a fit can be re-made or checked)."""
+    return [s.label, s.group, float(s.energy_uj), float(s.runs), float(s.wall_us),
+            [[float(t), [_work_to_list(w) for w in ws]] for t, ws in s.blocks]]
+
+
+def sample_from_list(x: Sequence) -> PowerSample:
+    """Inverse of :func:`sample_to_list`."""
+    label, group, e, runs, wall, blocks = x
+    return PowerSample(str(label), str(group), float(e), tuple((float(t), tuple(_work_from_list(w) for w in ws))
+                                                                 for t, ws in blocks), float(runs), float(wall))
+
+
+# ------------------------------------------------------------------------------------------ the model
+
+def _steps(works: Sequence[Any]) -> float:
+    """Ops that launch work (views such as Reshape move no data and launch nothing)."""
+    return float(sum(1 for w in works if w.bytes > 0 or w.flops > 0))
+
+
+class PowerModel:
+    """Energy of a block on one processor from its works and its latency (estimator contract: :meth:`fit`
+    returns self, fitted attributes end in ``_``).
+
+    Parameters
+    ----------
+    features : sequence of str
+        From :data:`POWER_FEATURES`; must include ``time_us``.
+    family : str, optional
+        A label: ``constant``, ``linear`` or ``utilisation`` (default: inferred from the features).
+    flops_per_us, bytes_per_us : float, optional
+        Roofline rates of the ``busy_us`` feature (fitted when not given).
+    coef_ : sequence of float, optional
+        Fitted coefficients (≥ 0), one per feature, in the units of the module docstring's table.
+    """
+
+    def __init__(self, features: Sequence[str] = ("time_us",), *, family: str | None = None,
+                 flops_per_us: float | None = None, bytes_per_us: float | None = None,
+                 coef_: Sequence[float] | None = None, fit_: Mapping[str, Any] | None = None) -> None:
+        features = tuple(str(f) for f in features)
+        bad = [f for f in features if f not in POWER_FEATURES]
+        if bad:
+            raise CostModelError(f"power model features {bad} unknown; accepted: {', '.join(POWER_FEATURES)}")
+        if "time_us" not in features or len(set(features)) != len(features):
+            raise CostModelError(f"power model features {list(features)}: need time_us, each feature once")
+        self.features = features
+        self.family = family or ("utilisation" if "busy_us" in features else
+                                 "constant" if set(features) <= {"time_us", "runs"} else "linear")
+        self.flops_per_us = None if flops_per_us is None else float(flops_per_us)
+        self.bytes_per_us = None if bytes_per_us is None else float(bytes_per_us)
+        self.coef_ = None if coef_ is None else np.asarray(coef_, dtype=float)
+        self.fit_ = dict(fit_ or {})
+
+    # ---------------------------------------------------------------- features and predictions
+    def block_features(self, works: Sequence[Any], latency_us: float, *, flops_per_us: float | None = None,
+                       bytes_per_us: float | None = None) -> np.ndarray:
+        """Feature vector of one block (``runs`` is 0 for a block)."""
+        t = float(latency_us)
+        fl = float(sum(w.flops for w in works))
+        by = float(sum(w.bytes for w in works))
+        out = []
+        for f in self.features:
+            if f == "time_us":
+                out.append(t)
+            elif f == "flops":
+                out.append(fl)
+            elif f == "bytes":
+                out.append(by)
+            elif f == "steps":
+                out.append(_steps(works))
+            elif f == "runs":
+                out.append(0.0)
+            else:  # busy_us
+                fr = flops_per_us if flops_per_us is not None else self.flops_per_us
+                br = bytes_per_us if bytes_per_us is not None else self.bytes_per_us
+                if not fr or not br:
+                    raise CostModelError("power model feature busy_us needs flops_per_us and bytes_per_us > 0")
+                out.append(min(t, fl / fr + by / br))
+        return np.array(out, dtype=float)
+
+    def sample_features(self, sample: PowerSample, **rates) -> np.ndarray:
+        """Feature vector of one measured run: the sum over its blocks, plus ``runs``."""
+        x = np.zeros(len(self.features))
+        for t, ws in sample.blocks:
+            x += self.block_features(ws, t, **rates)
+        if "runs" in self.features:
+            x[self.features.index("runs")] = float(sample.runs)
+        return x
+
+    def _coef(self) -> np.ndarray:
+        if self.coef_ is None:
+            raise CostModelError(f"power model ({self.family}: {', '.join(self.features)}) is not fitted")
+        return self.coef_
+
+    def predict_block_uj(self, works: Sequence[Any], latency_us: float) -> float:
+        """Energy (µJ) of one block of predicted latency ``latency_us`` µs doing ``works``."""
+        if not latency_us >= 0:
+            raise CostModelError(f"block latency {latency_us!r} µs; expected a number >= 0")
+        return float(self._coef() @ self.block_features(works, latency_us))
+
+    @property
+    def run_energy_uj(self) -> float:
+        """Energy (µJ) per inference outside the blocks (0 unless the model has the ``runs`` feature)."""
+        return float(self._coef()[self.features.index("runs")]) if "runs" in self.features else 0.0
+
+    def predict_run_uj(self, blocks: Iterable[tuple[float, Sequence[Any]]], runs: float = 1.0) -> float:
+        """Energy (µJ) of ``runs`` inferences whose blocks are ``(latency_us, works)``, plus the per-run
+        energy once per run."""
+        return float(sum(self.predict_block_uj(ws, t) for t, ws in blocks) + self.run_energy_uj * runs)
+
+    def power_w(self, works: Sequence[Any], latency_us: float) -> float:
+        """Mean power (W) of a block: its energy over its latency."""
+        return self.predict_block_uj(works, latency_us) / latency_us if latency_us > 0 else 0.0
+
+    @property
+    def waiting_power_w(self) -> float:
+        """Power (W) of the processor while it waits inside a block (the ``time_us`` coefficient)."""
+        return float(self._coef()[self.features.index("time_us")])
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, samples: Sequence[PowerSample]) -> "PowerModel":
+        """Fit the coefficients (and, for ``busy_us`` without given rates, the roofline rates) by
+        non-negative least squares on the relative error of each sample's energy. Returns self."""
+        samples = [s for s in samples if s.energy_uj > 0]
+        if len(samples) < len(self.features):
+            raise CostModelError(f"power model with {len(self.features)} features needs at least that many "
+                                 f"samples with energy > 0; got {len(samples)}")
+        y = np.array([s.energy_uj for s in samples])
+        if "busy_us" in self.features and (self.flops_per_us is None or self.bytes_per_us is None):
+            f0, b0 = _peak_rates(samples)
+            best = None
+            for mf in _RATE_MULTIPLIERS:
+                for mb in _RATE_MULTIPLIERS:
+                    rates = {"flops_per_us": f0 * mf, "bytes_per_us": b0 * mb}
+                    X = np.array([self.sample_features(s, **rates) for s in samples])
+                    c, r = _nnls_rel(X, y)
+                    if best is None or r < best[0] - 1e-12:
+                        best = (r, c, rates)
+            _, self.coef_, rates = best
+            self.flops_per_us, self.bytes_per_us = rates["flops_per_us"], rates["bytes_per_us"]
+        else:
+            X = np.array([self.sample_features(s) for s in samples])
+            self.coef_, _ = _nnls_rel(X, y)
+        return self
+
+    def predict_samples_uj(self, samples: Sequence[PowerSample]) -> np.ndarray:
+        """Predicted energy (µJ) of each measured sample, from its *measured* block latencies."""
+        c = self._coef()
+        return np.array([float(c @ self.sample_features(s)) for s in samples])
+
+    # ---------------------------------------------------------------- (de)serialise
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"family": self.family, "features": list(self.features),
+                             "coef_": None if self.coef_ is None else [float(c) for c in self.coef_]}
+        if "busy_us" in self.features:
+            d["flops_per_us"] = self.flops_per_us
+            d["bytes_per_us"] = self.bytes_per_us
+        if self.fit_:
+            d["fit"] = self.fit_
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "PowerModel":
+        """Validate and build a fitted model from :meth:`to_dict`'s form.
+
+        Raises
+        ------
+        ProfileError
+            naming the field (``features``, ``coef_``, ``flops_per_us``, ...), the bad value and what is
+            accepted.
+        """
+        if not isinstance(d, Mapping):
+            raise ProfileError(f"{type(d).__name__} given; expected an object with family, features, coef_")
+        feats = d.get("features")
+        if not isinstance(feats, list) or not feats or not all(isinstance(f, str) for f in feats):
+            raise ProfileError(f"field features: {feats!r}; expected a non-empty list of names from "
+                               f"{', '.join(POWER_FEATURES)}")
+        bad = [f for f in feats if f not in POWER_FEATURES]
+        if bad:
+            raise ProfileError(f"field features: unknown {bad}; accepted: {', '.join(POWER_FEATURES)}")
+        if "time_us" not in feats or len(set(feats)) != len(feats):
+            raise ProfileError(f"field features: {feats!r}; must include time_us, each feature once")
+        fam = d.get("family")
+        if fam not in ("constant", "linear", "utilisation"):
+            raise ProfileError(f"field family: {fam!r}; accepted: constant, linear, utilisation")
+        coef = d.get("coef_")
+        if (not isinstance(coef, list) or len(coef) != len(feats)
+                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in coef)):
+            raise ProfileError(f"field coef_: {coef!r}; expected {len(feats)} numbers, one per feature {feats}")
+        if not all(math.isfinite(c) and c >= 0 for c in coef):
+            raise ProfileError(f"field coef_: {coef!r}; every coefficient must be finite and >= 0")
+        rates = {}
+        if "busy_us" in feats:
+            for k in ("flops_per_us", "bytes_per_us"):
+                v = d.get(k)
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+                    raise ProfileError(f"field {k}: {v!r}; feature busy_us needs a finite number > 0")
+                rates[k] = float(v)
+        fit = d.get("fit") or {}
+        if not isinstance(fit, Mapping):
+            raise ProfileError(f"field fit: {type(fit).__name__} given; expected an object (fit report)")
+        return cls(feats, family=fam, coef_=coef, fit_=fit, **rates)
+
+    def __repr__(self) -> str:
+        c = "unfitted" if self.coef_ is None else ", ".join(f"{f}={v:.4g}" for f, v in zip(self.features, self.coef_))
+        return f"PowerModel({self.family}: {c})"
+
+
+def _peak_rates(samples: Sequence[PowerSample]) -> tuple[float, float]:
+    """Highest FLOP and byte rates (per µs) of any block of the samples (the base of the roofline rates)."""
+    f0 = b0 = 0.0
+    for s in samples:
+        for t, ws in s.blocks:
+            if t > 0:
+                f0 = max(f0, sum(w.flops for w in ws) / t)
+                b0 = max(b0, sum(w.bytes for w in ws) / t)
+    return max(f0, 1.0), max(b0, 1.0)
+
+
+def _nnls_rel(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """min Σ ((X c − y) / y)² over c ≥ 0; columns scaled for conditioning. Returns (c, residual)."""
+    from scipy.optimize import nnls
+
+    A = X / y[:, None]
+    scale = np.abs(A).max(axis=0)
+    scale[scale == 0] = 1.0
+    c, r = nnls(A / scale, np.ones(len(y)))
+    return c / scale, float(r)
+
+
+# ------------------------------------------------------------------------------------------ selection
+
+def _loo_groups(samples: Sequence[PowerSample]) -> list[str]:
+    groups = sorted({s.group for s in samples if s.runs > 0})
+    return groups
+
+
+def fit_power_model(samples: Sequence[PowerSample], candidates: Sequence[str] | None = None
+                    ) -> tuple[PowerModel, dict]:
+    """Fit every candidate form and keep the one that predicts held-out zoo models best.
+
+    Each candidate (:data:`CANDIDATES`) is scored by its leave-one-model-out mean |relative error| on the
+    whole-model runs (``runs > 0``): every model's samples predicted by a fit on all the other samples (op
+    loops always included). With fewer than three models, each sample is held out alone. The used form is
+    the best one, or the one with fewest features among those within :data:`SELECT_TOLERANCE_PCT` points of
+    it. It is then refitted on every sample.
+
+    Returns
+    -------
+    (PowerModel, dict)
+        The fitted model (its ``fit_`` holds the report too) and the report: per candidate its features,
+        training and leave-one-out MAPE (%), the chosen name, the number of samples.
+
+    Raises
+    ------
+    CostModelError
+        with fewer than 3 samples of positive energy, or an unknown candidate name.
+    """
+    samples = [s for s in samples if s.energy_uj > 0]
+    if len(samples) < 3:
+        raise CostModelError(f"a power model needs at least 3 energy samples; got {len(samples)}")
+    names = list(candidates or CANDIDATES)
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        raise CostModelError(f"unknown power-model candidates {unknown}; accepted: {', '.join(CANDIDATES)}")
+    groups = _loo_groups(samples)
+    if len(groups) >= 3:
+        folds = [(g, [i for i, s in enumerate(samples) if s.group == g]) for g in groups]
+    else:
+        folds = [(samples[i].label, [i]) for i in range(len(samples))]
+    y = np.array([s.energy_uj for s in samples])
+    train_all = np.array([s.runs > 0 for s in samples])
+    rows = []
+    for name in names:
+        fam, feats = CANDIDATES[name]
+        if len(samples) < len(feats) + 1:
+            continue
+        m = PowerModel(feats, family=fam).fit(samples)
+        pred = m.predict_samples_uj(samples)
+        rel = np.abs(pred - y) / y * 100
+        held = []
+        for _, idx in folds:
+            train = [s for i, s in enumerate(samples) if i not in idx]
+            if len(train) < len(feats):
+                continue
+            mi = PowerModel(feats, family=fam).fit(train)
+            held += list(np.abs(mi.predict_samples_uj([samples[i] for i in idx]) - y[idx]) / y[idx] * 100)
+        rows.append({"name": name, "family": fam, "features": list(feats),
+                     "train_mape_pct": float(np.mean(rel[train_all])) if train_all.any() else float(np.mean(rel)),
+                     "train_mape_all_pct": float(np.mean(rel)),
+                     "loo_mape_pct": float(np.mean(held)) if held else float("inf"),
+                     "loo_max_pct": float(np.max(held)) if held else float("inf")})
+    if not rows:
+        raise CostModelError(f"no power-model candidate can be fitted on {len(samples)} samples")
+    best = min(r["loo_mape_pct"] for r in rows)
+    ok = [r for r in rows if r["loo_mape_pct"] <= best + SELECT_TOLERANCE_PCT]
+    chosen = min(ok, key=lambda r: (len(r["features"]), r["loo_mape_pct"]))
+    fam, feats = CANDIDATES[chosen["name"]]
+    model = PowerModel(feats, family=fam).fit(samples)
+    report = {"chosen": chosen["name"], "samples": len(samples), "groups": groups,
+              "held_out": "model" if len(groups) >= 3 else "sample",
+              "candidates": rows, "loo_mape_pct": chosen["loo_mape_pct"], "train_mape_pct": chosen["train_mape_pct"]}
+    model.fit_ = dict(report)
+    return model, report
+
+
+# ------------------------------------------------------------------------------------------ measuring
+
+def _nvml_meter(backend: Any):
+    """The executor's NVML energy meter for an NVIDIA OpenCL backend, or None."""
+    from deepx_opt.runtime.executor import _NvmlEnergy
+
+    m = _NvmlEnergy([backend])
+    return m if m.handles else None
+
+
+def measure_op_loop(backend: Any, case: Any, meter: Any, *, window_s: float = 0.5, batch: int = 5,
+                    label: str | None = None) -> PowerSample:
+    """Energy per call of one grid op (``case``: calibration's ``_OpCase``) run back to back on ``backend``:
+    ``batch`` calls per synchronisation (the queue stays busy), for at least ``window_s`` between two updates
+    of ``meter``'s counter (the executor's ``_NvmlEnergy``, or a simulated one)."""
+    from deepx_opt.cost_models.calibrate import _case_work
+
     rng = np.random.default_rng(0)
-    prepared = [(c, [None if s is None else backend.upload(rng.standard_normal(s).astype(np.float32))
-                     for s in c.inputs]) for c in cases]
-    for c, hs in prepared:
-        backend.run(c.op_type, hs, c.attrs)
+    hs = [None if s is None else backend.upload(rng.standard_normal(s).astype(np.float32)) for s in case.inputs]
+    for _ in range(3):
+        backend.run(case.op_type, hs, case.attrs)
     backend.synchronize()
-    time.sleep(0.3)
-    e0, t0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
-    time.sleep(duration_s / 2)
-    e1, t1 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
-    idle_w = (e1 - e0) / 1000.0 / (t1 - t0)
-    e0, t0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
-    while time.perf_counter() - t0 < duration_s:
-        for _ in range(5):
-            for c, hs in prepared:
-                backend.run(c.op_type, hs, c.attrs)
+
+    def one() -> None:
+        for _ in range(batch):
+            backend.run(case.op_type, hs, case.attrs)
         backend.synchronize()
-    e1, t1 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h), time.perf_counter()
-    active_w = (e1 - e0) / 1000.0 / (t1 - t0)
-    return active_w, idle_w
+
+    res = meter.measure(one, 3, float(window_s))
+    calls = res["runs"] * batch
+    t_us = res["seconds"] / calls * 1e6
+    w = _case_work(case)
+    name = label or f"{case.op_type}{'x'.join(str(d) for s in case.inputs[:2] if s for d in s)}"
+    return PowerSample(name, "grid", res["energy_uj"] / calls, ((t_us, (w,)),), runs=0.0, wall_us=t_us)
+
+
+def measure_model_run(processor: str, graph: Any, *, window_s: float = 0.5, reps: int = 10,
+                      label: str | None = None, group: str | None = None) -> PowerSample | None:
+    """Whole-model energy per inference of ``graph`` run by the runtime executor on one processor
+    (:func:`deepx_opt.runtime.executor.execute_graph` with NVML over ≥ ``window_s``), with each block's
+    measured latency (median of ``reps`` runs) and works. None when the run's energy was not measured."""
+    from deepx_opt.cost_models.calibrate import model_block_works
+    from deepx_opt.runtime.executor import execute_graph
+
+    rng = np.random.default_rng(0)
+    x = {n: rng.standard_normal(i.shape).astype(i.dtype) for n, i in graph.inputs.items()}
+    _, rep = execute_graph(graph, {v: processor for v in graph.layers()}, x, repeat=reps, warmup=3,
+                           energy_window_s=window_s)
+    if rep.energy_uj is None:
+        return None
+    works = model_block_works(graph)
+    blocks = tuple((float(rep.blocks[v].latency_us), tuple(works[v])) for v in graph.layers())
+    wall = rep.energy_window_s / rep.energy_runs * 1e6 if rep.energy_runs else 0.0
+    return PowerSample(label or graph.name, group or graph.name, float(rep.energy_uj), blocks, 1.0, float(wall))
+
+
+def _loop_cases(cases: Sequence[Any]) -> list[tuple[str, Any]]:
+    """Op loops of different intensities from the grid: the largest im2col conv (compute-bound), the GEMM
+    of most FLOPs with rows > 1, the batch-1 GEMM/MatMul of most bytes (streams its weight) and the smallest
+    element-wise op (launch-bound)."""
+    from deepx_opt.cost_models.calibrate import _case_work
+
+    works = [(c, _case_work(c)) for c in cases if c.op_type != "BatchNormalization"]
+    picks = []
+
+    def pick(label, pred, key):
+        cs = [(c, w) for c, w in works if pred(w)]
+        if cs:
+            picks.append((label, max(cs, key=lambda cw: key(cw[1]))[0]))
+
+    pick("loop:conv", lambda w: w.kind == "conv" and w.variant == "im2col", lambda w: w.flops)
+    pick("loop:gemm", lambda w: w.kind == "gemm" and w.variant == "gemm", lambda w: w.flops)
+    pick("loop:gemv", lambda w: w.kind == "gemm" and w.variant == "gemv", lambda w: w.bytes)
+    pick("loop:elementwise", lambda w: w.kind == "elementwise", lambda w: -w.bytes)
+    return picks
 
 
 def calibrate_power(processor: str, backend: Any, description: str, cases: Sequence[Any],
-                    zoo_graphs: Sequence[Any] = ()) -> dict | None:
+                    zoo_graphs: Sequence[Any] = (), *, meter: Any = None,
+                    run_model: Callable[[str, Any, str, str], PowerSample | None] | None = None,
+                    window_s: float = 0.5, fractions: Sequence[float | None] = (None, 0.35),
+                    progress: Callable | None = None) -> dict | None:
     """Measured power fields of a :class:`~deepx_opt.cost_models.profile.Processor`, or None.
 
-    ``cases`` is calibration's op grid, ``zoo_graphs`` the zoo models it runs whole. Only an OpenCL device
-    whose description names NVIDIA, with NVML readable, is measured: the largest conv (compute-bound) and
-    the largest GEMM (memory-bound) of the grid run back to back.
-    """
-    if not processor.startswith("opencl") or "nvidia" not in description.lower():
-        return None
-    from deepx_opt.cost_models.calibrate import _case_work
+    Only an OpenCL device whose description names NVIDIA, with NVML readable, is measured (or any backend
+    when a ``meter`` is given: tests pass a simulated counter). Measured: the idle power (over ``window_s``
+    with nothing submitted), op loops of different intensities from ``cases`` (calibration's grid; see
+    :func:`_loop_cases`), and each of ``zoo_graphs`` run whole, dense and at each rank fraction of
+    ``fractions`` (``run_model(processor, graph, label, group)`` → :class:`PowerSample`; default
+    :func:`measure_model_run`). A :class:`PowerModel` is fitted by :func:`fit_power_model`.
 
-    heavy = [max((c for c in cases if c.op_type == t), key=lambda c: _case_work(c).flops) for t in ("Conv", "Gemm")]
+    Returns
+    -------
+    dict or None
+        ``active_power_w`` (the highest mean power of the op loops: a compute-bound kernel loop),
+        ``idle_power_w``, ``power_source="measured"``, and ``power_model`` (:meth:`PowerModel.to_dict`, its
+        ``fit`` report with ``seconds`` and ``samples_data``: every sample, see :func:`sample_to_list`).
+    """
+    if meter is None:
+        if not processor.startswith("opencl") or "nvidia" not in description.lower():
+            return None
+        try:
+            meter = _nvml_meter(backend)
+        except Exception:  # NVML present but unusable: keep modelled powers
+            meter = None
+        if meter is None:
+            return None
+    from deepx_opt.cost_models.calibrate import timing_variant
+
+    t0 = time.perf_counter()
+    run_model = run_model or (lambda p, g, label, group: measure_model_run(p, g, window_s=window_s, label=label,
+                                                                           group=group))
+    idle_w = float(meter.idle_power_w(window_s))
+    samples: list[PowerSample] = []
+    loops = _loop_cases(cases)
+    jobs = [(g, f) for g in zoo_graphs for f in fractions]
+    n = len(loops) + len(jobs)
+    for i, (label, case) in enumerate(loops):
+        samples.append(measure_op_loop(backend, case, meter, window_s=window_s, label=label))
+        if progress:
+            progress(f"{processor} power", i + 1, n, label)
+    rng = np.random.default_rng(2)
+    for j, (g, frac) in enumerate(jobs):
+        vg = timing_variant(g, frac, rng)
+        if vg is not None:
+            label = f"{g.name}:{'dense' if frac is None else f'rank={frac:g}'}"
+            s = run_model(processor, vg, label, g.name)
+            if s is not None and s.energy_uj > 0:
+                samples.append(s)
+        if progress:
+            progress(f"{processor} power", len(loops) + j + 1, n, g.name)
+    loop_w = [s.energy_uj / s.time_us for s in samples if s.runs == 0 and s.time_us > 0]
+    out: dict[str, Any] = {"idle_power_w": idle_w, "power_source": "measured"}
+    out["active_power_w"] = float(max(loop_w)) if loop_w else idle_w
     try:
-        got = measure_nvml_power_w(backend, heavy)
-    except Exception:  # NVML present but unusable: keep modelled powers
-        got = None
-    if not got:
-        return None
-    active, idle = got
-    return {"active_power_w": float(active), "idle_power_w": float(idle), "power_source": "measured"}
+        model, _ = fit_power_model(samples)
+    except CostModelError:
+        model = None
+    if model is not None:
+        model.fit_["seconds"] = round(time.perf_counter() - t0, 1)
+        model.fit_["idle_power_w"] = idle_w
+        model.fit_["samples_data"] = [sample_to_list(s) for s in samples]
+        out["power_model"] = model.to_dict()
+    return out
+

@@ -15,6 +15,7 @@ JSON layout (``version`` 1)::
       "processors": [
         {"name": "cpu", "kind": "cpu", "backend": null, "memory_bytes": 2147483648,
          "active_power_w": 3.1, "idle_power_w": 0.25, "power_source": "modelled",
+         "power_model": null,              # optional: a fitted PowerModel (see cost_models/power.py)
          "unsupported_kinds": [], "supported_ops": null,
          "latency_models": {"gemm": {"family": "linear", "features": ["flops", "bytes"], "coef_": [...]}, ...}}
       ],
@@ -131,6 +132,10 @@ class Processor:
     block_overhead_us : float
         Fixed cost of one block on top of its ops (the executor's per-block synchronisation and timing);
         measured by calibration, 0 for modelled processors.
+    power_model : dict or None
+        A serialised :class:`~deepx_opt.cost_models.power.PowerModel` (energy of a block from its works and
+        latency, fitted from measured energy, e.g. NVML's during calibration), or None: a block then costs
+        ``active_power_w`` × its latency. See :func:`~deepx_opt.cost_models.energy.block_energy_uj`.
     """
 
     name: str
@@ -144,6 +149,7 @@ class Processor:
     supported_ops: list[str] | None = None
     latency_models: dict[str, dict] = field(default_factory=dict)
     block_overhead_us: float = 0.0
+    power_model: dict | None = None
 
     def supports_kind(self, kind: str) -> bool:
         return kind not in self.unsupported_kinds
@@ -164,6 +170,7 @@ class Processor:
             "supported_ops": None if self.supported_ops is None else list(self.supported_ops),
             "latency_models": {k: dict(v) for k, v in self.latency_models.items()},
             "block_overhead_us": float(self.block_overhead_us),
+            **({"power_model": dict(self.power_model)} if self.power_model is not None else {}),
         }
 
 
@@ -307,6 +314,18 @@ def _parse_latency_models(d: Any, path: str) -> dict[str, dict]:
     return out
 
 
+def _parse_power_model(d: Any, path: str) -> dict | None:
+    from deepx_opt.cost_models.power import PowerModel
+
+    if d is None:
+        return None
+    try:
+        PowerModel.from_dict(d)  # validates
+    except ProfileError as exc:
+        raise _err(path, str(exc)) from None
+    return dict(d)
+
+
 def _parse_processor(d: Any, i: int) -> Processor:
     path = f"processors[{i}]"
     if not isinstance(d, dict):
@@ -341,6 +360,7 @@ def _parse_processor(d: Any, i: int) -> Processor:
         supported_ops=None if sops is None else [str(s) for s in sops],
         latency_models=_parse_latency_models(d.get("latency_models", {}), f"{path}.latency_models"),
         block_overhead_us=_nonneg(d, "block_overhead_us", path) if "block_overhead_us" in d else 0.0,
+        power_model=_parse_power_model(d.get("power_model"), f"{path}.power_model"),
     )
 
 
