@@ -15,7 +15,10 @@ block, including any time the device waited for the host to enqueue it. The host
 where a tensor crosses to another processor or back to the host (a graph output), and once at the end of
 the run, when the markers are read; device times are mapped onto the host clock through a marker taken
 with the queue drained at the start of the run. On other backends (numpy ``cpu``) each block is
-synchronised after its ops and timed with the host clock. The end-to-end latency of a repeat runs from
+synchronised after its ops and timed with the host clock. ``block_timing="sync"`` times every backend that
+way (the host waits for each block): per-block figures are then reproducible — with markers a small block
+reads either its kernels' time (the host ran ahead) or the host's enqueue time (the device waited), e.g.
+2 µs or 55 µs for the same PoCL block in two runs — which is what calibration and validation need. The end-to-end latency of a repeat runs from
 the moment the graph inputs are handed to the workers until every graph output is back on the host and
 every queue has drained.
 
@@ -483,8 +486,9 @@ def _resolve_placement(model, placement: Mapping[str, str]) -> dict[str, str]:
 
 class _Executor:
     def __init__(self, model, placement: dict[str, str], backends: dict[str, Backend],
-                 priority: Mapping[str, float] | None) -> None:
+                 priority: Mapping[str, float] | None, block_timing: str = "auto") -> None:
         self.model = model
+        self.block_timing = block_timing
         self.backends = backends
         self.placement = placement
         order = model.layers()
@@ -559,7 +563,8 @@ class _Executor:
         # processors timed with queue markers; last_mark[p]: the end marker of the block last enqueued
         # on p, while no host wait came after it (read and written by p's worker only)
         marked = {p: be for p, be in self.backends.items()
-                  if getattr(be, "profiling", False) and callable(getattr(be, "mark", None))}
+                  if self.block_timing == "auto"
+                  and getattr(be, "profiling", False) and callable(getattr(be, "mark", None))}
         last_mark: dict[str, Any] = {p: None for p in marked}
         clock_ref: dict[str, tuple[float, int]] = {}  # p -> (host s, device ns) of one instant
 
@@ -771,7 +776,7 @@ class _Executor:
 def execute_graph(model, placement: Mapping[str, str], inputs: Mapping[str, np.ndarray], *, repeat: int = 1,
                   warmup: int = 1, backend_options: Mapping[str, Mapping[str, Any]] | None = None,
                   priority: Mapping[str, float] | None = None,
-                  energy_window_s: float = 1.0) -> tuple[dict[str, np.ndarray], RunReport]:
+                  energy_window_s: float = 1.0, block_timing: str = "auto") -> tuple[dict[str, np.ndarray], RunReport]:
     """Run ``model`` with each layer on the processor ``placement`` names; return outputs and a report.
 
     Parameters
@@ -791,6 +796,9 @@ def execute_graph(model, placement: Mapping[str, str], inputs: Mapping[str, np.n
     energy_window_s : float
         When NVML energy is measured: timed runs continue until at least this long (and ``repeat`` runs)
         so that the coarse energy counter resolves one run (latency statistics use the first ``repeat``).
+    block_timing : {"auto", "sync"}
+        ``"auto"``: queue markers where the backend has them (no host wait between blocks); ``"sync"``: the
+        host synchronises and clocks every block (reproducible per-block times; see the module docstring).
 
     Returns
     -------
@@ -808,12 +816,14 @@ def execute_graph(model, placement: Mapping[str, str], inputs: Mapping[str, np.n
     """
     if int(repeat) < 1 or int(warmup) < 0:
         raise InputError(f"repeat must be >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}")
+    if block_timing not in ("auto", "sync"):
+        raise InputError(f"block_timing {block_timing!r}; accepted: 'auto', 'sync'")
     host_inputs = _validate_inputs(model, inputs)
     canon = _resolve_placement(model, placement)
     options = {canonical_processor_name(k): dict(v) for k, v in (backend_options or {}).items()}
     procs = sorted(set(canon.values()), key=lambda p: (p != "cpu", p))
     backends = {p: (get_backend(p, **options[p]) if options.get(p) else get_backend(p)) for p in procs}
-    ex = _Executor(model, canon, backends, priority)
+    ex = _Executor(model, canon, backends, priority, block_timing)
     ex.upload_weights()
     energy = _NvmlEnergy(list(backends.values()))
     runs = []
@@ -896,7 +906,7 @@ def execute(plan, model, inputs: Mapping[str, np.ndarray], *, processor_map: Map
             repeat: int = 1, warmup: int = 1, rlc_method: str = "weight",
             backend_options: Mapping[str, Mapping[str, Any]] | None = None,
             factorizers: Mapping[str, Any] | None = None,
-            energy_window_s: float = 1.0) -> tuple[dict[str, np.ndarray], RunReport]:
+            energy_window_s: float = 1.0, block_timing: str = "auto") -> tuple[dict[str, np.ndarray], RunReport]:
     """Run a solver's :class:`~deepx_opt.solvers.plan.Plan` on ``model`` (the dense ModelGraph it was made for).
 
     Each layer runs at ``plan.assignments[layer].rank`` (RLC factorisation applied with
@@ -905,7 +915,7 @@ def execute(plan, model, inputs: Mapping[str, np.ndarray], *, processor_map: Map
     The report's ``predicted`` carries the plan's makespan, energy and per-block durations beside the
     measurements. ``factorizers`` (e.g. ``candidates.estimator.factorizers``) re-use the SVDs the plan was
     made with — needed for data-aware factors, whose calibration data the plan alone does not carry.
-    ``energy_window_s`` is passed to :func:`execute_graph` (NVML energy window).
+    ``energy_window_s`` (NVML energy window) and ``block_timing`` are passed to :func:`execute_graph`.
     """
     if not getattr(plan, "status", None) or not plan.status.has_plan:
         raise PlanError(f"plan from solver {getattr(plan, 'solver', '?')!r} has status "
@@ -924,7 +934,7 @@ def execute(plan, model, inputs: Mapping[str, np.ndarray], *, processor_map: Map
     priority = {v: a.start_us for v, a in plan.assignments.items()}
     outputs, report = execute_graph(run_model, placement, inputs, repeat=repeat, warmup=warmup,
                                     backend_options=backend_options, priority=priority,
-                                    energy_window_s=energy_window_s)
+                                    energy_window_s=energy_window_s, block_timing=block_timing)
     report.predicted = {
         "solver": plan.solver,
         "status": plan.status.value,

@@ -341,6 +341,26 @@ def test_opencl_without_profiling_times_blocks_on_the_host(monkeypatch):
         assert 0 <= b.start_us <= b.finish_us <= report.latency_us + 1.0
 
 
+def test_sync_block_timing_waits_for_every_block_on_a_marker_backend(monkeypatch):
+    """``block_timing="sync"`` on a profiling OpenCL queue: one host wait per block (what calibration and
+    validation use: reproducible per-block times), outputs unchanged; an unknown mode is refused."""
+    cl = _opencl_name()
+    proto = _gemm_chain([16] * 7)
+    model = load_onnx(proto)
+    feeds = _inputs(model)
+    calls = _count_synchronize(monkeypatch)
+    outs, report = execute_graph(model, {v: cl for v in model.layers()}, feeds, repeat=2, warmup=0,
+                                 block_timing="sync")
+    ref = _ort(proto, feeds)
+    for o in model.outputs:
+        np.testing.assert_allclose(outs[o], ref[o], rtol=1e-4, atol=1e-5)
+    assert calls["n"] >= 2 * 6  # one per block and run
+    for b in report.blocks.values():
+        assert 0 <= b.start_us <= b.finish_us <= report.latency_us_max + 1.0
+    with pytest.raises(InputError, match="block_timing 'markers'; accepted"):
+        execute_graph(model, {v: cl for v in model.layers()}, feeds, block_timing="markers")
+
+
 def test_opencl_marker_timing_across_processors_keeps_transfers_apart():
     """Alternating cpu/OpenCL blocks: outputs match, every crossing is a recorded transfer, and each
     OpenCL block's span lies inside the run."""
