@@ -1,0 +1,160 @@
+"""How repeatable is a block's latency? The ceiling of any cost model's "share of blocks within ±10 %".
+
+A cost model is judged against measurements; a measurement that does not repeat within ±10 % caps the
+share of blocks any model can predict within ±10 %. This benchmark measures every zoo block — dense and with
+every factorisable layer at 50 % and 25 % of full rank, as ``benchmarks/cost_validation.py`` does — in
+``--passes`` passes over the models, each pass in a different (shuffled) order, exactly as calibration and
+validation measure them (:func:`deepx_opt.cost_models.calibrate.measure_model_blocks`: the processor primed,
+warm-up runs, the minimum of ``--reps`` timed whole-model runs through the runtime executor, host-synchronised
+blocks unless ``--block-timing auto``). It prints, per processor and kind of block:
+
+* ``pairs within ±10 %``: the share of (block, pass a, pass b) pairs whose two measurements agree within
+  ±10 % of each other — what a perfect model fitted on one pass would score on another;
+* ``median spread %``: the median over blocks of (max − min) / min across passes;
+* per model, to show where the noise is.
+
+Run it on the machine whose validation figures it qualifies, e.g. ``python benchmarks/cost_repeatability.py
+--out DIR`` here, or on the GPU machine with ``--nvidia-icd --processors cpu,opencl:NVIDIA``. Writes
+``cost_repeatability.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DEFAULT_MODELS = "digits_mlp,digits_cnn,svhn,speakerid,audioscene,alexnet"
+FRACTIONS = (None, 0.5, 0.25)
+
+
+def _table(headers, rows) -> str:
+    rows = [[str(c) for c in r] for r in rows]
+    w = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w[i]) for i, h in enumerate(headers)), "  ".join("-" * x for x in w)]
+    lines += ["  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
+    return "\n".join(lines)
+
+
+def agreement(values_by_block: dict, tol_pct: float = 10.0) -> tuple[float, float, int]:
+    """(share of pass pairs within ±tol % of each other, median (max − min)/min %, blocks) over blocks."""
+    pairs_ok = pairs = 0
+    spreads = []
+    for vals in values_by_block.values():
+        v = [x for x in vals if x > 0]
+        if len(v) < 2:
+            continue
+        for a, b in itertools.combinations(v, 2):
+            pairs += 1
+            pairs_ok += abs(a - b) / b * 100 <= tol_pct
+            pairs += 1
+            pairs_ok += abs(b - a) / a * 100 <= tol_pct
+        spreads.append((max(v) - min(v)) / min(v) * 100)
+    share = pairs_ok / pairs * 100 if pairs else float("nan")
+    return share, float(np.median(spreads)) if spreads else float("nan"), len(spreads)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--processors", default=None, help="comma-separated (default: every available processor)")
+    ap.add_argument("--models", default=DEFAULT_MODELS)
+    ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=7, help="timed whole-model runs per measurement")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--block-timing", default="sync", choices=["sync", "auto"])
+    ap.add_argument("--nvidia-icd", action="store_true", help="create the NVIDIA OpenCL ICD file if it is missing")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.nvidia_icd:
+        from cost_validation import _setup_nvidia_icd  # same folder
+
+        _setup_nvidia_icd()
+
+    from deepx_opt import zoo
+    from deepx_opt.cost_models.calibrate import _stat, model_block_works, prime, timing_variant
+    from deepx_opt.graphs import load_onnx
+    from deepx_opt.runtime.backends import available_backends
+    from deepx_opt.runtime.backends.base import canonical_processor_name
+    from deepx_opt.runtime.executor import execute_graph
+
+    procs = [canonical_processor_name(p.strip()) for p in args.processors.split(",")] if args.processors \
+        else available_backends()
+    graphs = [load_onnx(zoo.build(m.strip())) for m in args.models.split(",") if m.strip()]
+    rng = np.random.default_rng(args.seed)
+    variants = []
+    for g in graphs:
+        for frac in FRACTIONS:
+            vg = timing_variant(g, frac, np.random.default_rng(1))
+            if vg is not None:
+                variants.append((g.name, "dense" if frac is None else f"rank={frac:g}", vg))
+    kinds = {}
+    for name, var, vg in variants:
+        for v, works in model_block_works(vg).items():
+            if var != "dense" and "rank" not in vg.dag.nodes[v]:
+                continue
+            kinds[(name, var, v)] = works[0].kind if works else "?"
+    meas: dict[tuple, list[float]] = {}
+    t0 = time.perf_counter()
+    for p in range(args.passes):
+        order = rng.permutation(len(variants))
+        for i in order:
+            name, var, vg = variants[i]
+            for proc in procs:
+                prime(proc)
+                x = {n: rng.standard_normal(t.shape).astype(t.dtype) for n, t in vg.inputs.items()}
+                _, rep = execute_graph(vg, {v: proc for v in vg.layers()}, x, repeat=args.reps, warmup=args.warmup,
+                                       block_timing=args.block_timing)
+                for v, b in rep.blocks.items():
+                    if (name, var, v) in kinds:
+                        meas.setdefault((proc, name, var, v), []).append(_stat(b.latencies_us, "min"))
+        print(f"pass {p + 1}/{args.passes} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    summary, per_model = [], []
+    for proc in procs:
+        mine = {k: v for k, v in meas.items() if k[0] == proc}
+        for label, sel in [("all", mine),
+                           ("dense", {k: v for k, v in mine.items() if k[2] == "dense"}),
+                           ("low-rank", {k: v for k, v in mine.items() if k[2] != "dense"})] + \
+                          [(f"kind {kd}", {k: v for k, v in mine.items() if kinds[k[1:]] == kd})
+                           for kd in sorted(set(kinds.values()))]:
+            share, spread, n = agreement(sel)
+            if n:
+                summary.append({"processor": proc, "blocks_of": label, "blocks": n, "pairs_within_pct": share,
+                                "median_spread_pct": spread})
+        for g in graphs:
+            share, spread, n = agreement({k: v for k, v in mine.items() if k[1] == g.name})
+            per_model.append({"processor": proc, "model": g.name, "blocks": n, "pairs_within_pct": share,
+                              "median_spread_pct": spread})
+    print(f"\nrepeatability on {platform.node()} ({os.cpu_count()} cores), {args.passes} passes in shuffled order, "
+          f"min of {args.reps} runs each, block timing {args.block_timing}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print(_table(["processor", "blocks of", "n", "pairs within ±10%", "median spread %"],
+                 [[s["processor"], s["blocks_of"], s["blocks"], f"{s['pairs_within_pct']:.0f}%",
+                   f"{s['median_spread_pct']:.1f}"] for s in summary]))
+    print()
+    print(_table(["processor", "model", "n", "pairs within ±10%", "median spread %"],
+                 [[s["processor"], s["model"], s["blocks"], f"{s['pairs_within_pct']:.0f}%",
+                   f"{s['median_spread_pct']:.1f}"] for s in per_model]))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cost_repeatability.json").write_text(json.dumps({
+        "machine": {"node": platform.node(), "cores": os.cpu_count()}, "passes": args.passes, "reps": args.reps,
+        "block_timing": args.block_timing, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "summary": summary, "per_model": per_model,
+        "measurements": [{"processor": k[0], "model": k[1], "variant": k[2], "layer": k[3], "kind": kinds[k[1:]],
+                          "latency_us": v} for k, v in meas.items()]}, indent=1))
+    print(f"\nwrote {out / 'cost_repeatability.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
