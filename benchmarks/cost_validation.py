@@ -185,7 +185,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mode", default="default", choices=["quick", "default", "thorough"])
     ap.add_argument("--profile", default=None, help="validate this profile instead of calibrating")
     ap.add_argument("--models", default=DEFAULT_MODELS, help="zoo models (default: %(default)s)")
-    ap.add_argument("--reps", type=int, default=7, help="timed whole-model runs per variant")
+    ap.add_argument("--reps", type=int, default=3, help="timed whole-model runs per variant and pass")
+    ap.add_argument("--passes", type=int, default=3, help="passes over all variants, each in a new order")
     ap.add_argument("--no-lomo", action="store_true", help="skip the leave-one-model-out refits")
     ap.add_argument("--nvidia-icd", action="store_true", help="create the NVIDIA OpenCL ICD file if it is missing")
     ap.add_argument("--no-progress", action="store_true")
@@ -216,7 +217,8 @@ def main(argv=None) -> int:
 
     graphs = [load_onnx(zoo.build(m)) for m in models]
     t1 = time.perf_counter()
-    rows = validate(prof, graphs, processors=procs, reps=args.reps, progress=not args.no_progress)
+    rows = validate(prof, graphs, processors=procs, reps=args.reps, passes=args.passes,
+                    progress=not args.no_progress)
     t_val = time.perf_counter() - t1
     summ = summarize_validation(rows)
     kinds = _per_kind(rows)

@@ -71,11 +71,11 @@ __all__ = ["MODES", "Sample", "BlockSample", "op_grid", "benchmark_ops", "calibr
 ZOO_MODELS = ("digits_mlp", "digits_cnn", "svhn", "speakerid", "audioscene", "alexnet")
 MODES = {
     "quick": {"warmup": 1, "reps": 3, "grid": "small", "zoo": ZOO_MODELS, "fractions": (None, 0.35),
-              "zoo_reps": 5},
+              "zoo_reps": 5, "zoo_passes": 1},
     "default": {"warmup": 2, "reps": 5, "grid": "medium", "zoo": ZOO_MODELS, "fractions": (None, 0.35, 0.125),
-                "zoo_reps": 7},
+                "zoo_reps": 3, "zoo_passes": 3},
     "thorough": {"warmup": 3, "reps": 11, "grid": "large", "zoo": ZOO_MODELS,
-                 "fractions": (None, 0.75, 0.35, 0.125), "zoo_reps": 11},
+                 "fractions": (None, 0.75, 0.35, 0.125), "zoo_reps": 5, "zoo_passes": 3},
 }
 
 #: Modelled (active, idle) power in W per processor kind when nothing can be measured.
@@ -102,7 +102,7 @@ class _OpCase:
 
 
 #: Bumped whenever what calibration measures or fits changes, so cached host profiles are re-made.
-CALIBRATION_METHOD_VERSION = 4
+CALIBRATION_METHOD_VERSION = 5
 
 def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
     p = k // 2 if pad is None else pad
@@ -469,24 +469,43 @@ def model_block_works(model: Any) -> dict[str, tuple]:
                                  context_bytes=ctx)) for v in model.layers()}
 
 
+def _passes(processor: str, jobs: Sequence[Any], passes: int, warmup: int, reps: int,
+            rng: np.random.Generator, progress: Callable | None, label: str,
+            note: Callable[[int], str] = str) -> list[dict[str, list[float]]]:
+    """Block latencies of every job (a ModelGraph) over ``passes`` passes, each pass running the jobs in a
+    new random order (``warmup`` + ``reps`` whole-model runs per job and pass): per job, block → every timed
+    run's latency. A burst of load from elsewhere then spoils one pass of a job, not all of its runs, and the
+    minimum over passes ignores it."""
+    out: list[dict[str, list[float]]] = [{} for _ in jobs]
+    done = 0
+    for _ in range(max(1, int(passes))):
+        for i in rng.permutation(len(jobs)):
+            for v, ts in _block_latencies(processor, jobs[i], warmup, reps, rng).items():
+                out[i].setdefault(v, []).extend(ts)
+            done += 1
+            if progress:
+                progress(label, done, len(jobs) * max(1, int(passes)), note(int(i)))
+    return out
+
+
 def _zoo_block_samples(processor: str, graphs: Sequence[Any], fractions: Sequence[float | None], warmup: int,
-                       reps: int, progress: Callable | None, label: str) -> list[BlockSample]:
+                       reps: int, progress: Callable | None, label: str, passes: int = 1) -> list[BlockSample]:
     rng = np.random.default_rng(1)
-    jobs = [(g, f) for g in graphs for f in fractions]
+    jobs = []
+    for g in graphs:
+        for frac in fractions:
+            vg = timing_variant(g, frac, rng)
+            if vg is not None:
+                jobs.append((g, "dense" if frac is None else f"rank={frac:g}", vg))
+    lats = _passes(processor, [vg for _, _, vg in jobs], passes, warmup, reps, rng, progress, label,
+                   lambda i: f"{jobs[i][0].name}:{jobs[i][1]}")
     out: list[BlockSample] = []
-    for i, (g, frac) in enumerate(jobs):
-        vg = timing_variant(g, frac, rng)
-        if vg is None:
-            continue
+    for (g, vname, vg), times in zip(jobs, lats):
         works = model_block_works(vg)
-        times = measure_model_blocks(processor, vg, warmup=warmup, reps=reps, rng=rng)
-        vname = "dense" if frac is None else f"rank={frac:g}"
         for v in vg.layers():
-            if frac is not None and "rank" not in vg.dag.nodes[v]:
+            if vname != "dense" and "rank" not in vg.dag.nodes[v]:
                 continue  # unchanged layer: sampled once, in the dense run
-            out.append(BlockSample(works[v], times[v], g.name, v, vname))
-        if progress:
-            progress(label, i + 1, len(jobs), f"{g.name}:{vname}")
+            out.append(BlockSample(works[v], _stat(times[v]), g.name, v, vname))
     return out
 
 
@@ -750,7 +769,7 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
                                   label=f"{pname} cold")
         overhead_us = _sync_overhead_us(be)
         blocks = _zoo_block_samples(pname, zoo_graphs, cfg["fractions"], cfg["warmup"], cfg["zoo_reps"], prog,
-                                    f"{pname} zoo") if zoo_graphs else []
+                                    f"{pname} zoo", cfg["zoo_passes"]) if zoo_graphs else []
         models = fit_latency_models(samples, blocks, overhead_us)
         active, idle = (powers or {}).get(pname, DEFAULT_POWER_W.get(kind, DEFAULT_POWER_W["cpu"]))
         power_fields = {"active_power_w": float(active), "idle_power_w": float(idle), "power_source": "modelled"}
@@ -826,13 +845,15 @@ class ValidationRow:
 
 
 def validate(profile: DeviceProfile, models: Sequence[str] | Sequence[Any], *, processors: Sequence[str] | None = None,
-             rank_fractions: Sequence[float] = (0.5, 0.25), warmup: int = 2, reps: int = 7,
+             rank_fractions: Sequence[float] = (0.5, 0.25), warmup: int = 2, reps: int = 3, passes: int = 3,
              progress: bool | Callable = True) -> list[ValidationRow]:
     """Measured vs predicted latency of every block of zoo models on each processor with a backend binding.
 
     Each model runs whole on one processor through the runtime executor
-    (:func:`deepx_opt.runtime.executor.execute_graph`, ``warmup`` + ``reps`` runs): every block's time is the
-    executor's own per-block measurement (``measured_us``: :data:`TIMING_STAT` over the timed runs, as
+    (:func:`deepx_opt.runtime.executor.execute_graph`, host-synchronised blocks, ``warmup`` + ``reps`` runs, in
+    ``passes`` passes over all the variants in shuffled orders, as calibration measures its zoo samples):
+    every block's time is the executor's own per-block measurement (``measured_us``: :data:`TIMING_STAT` over
+    the timed runs of all passes, as
     calibration; ``measured_median_us``: the median, what a run report shows) of exactly the steps it runs (after
     Conv+BN folding and activation fusion). Variants: the dense model, then the model with *every*
     factorisable layer at ``fraction × full rank`` for each of ``rank_fractions`` (factor weights random, of
@@ -867,8 +888,9 @@ def validate(profile: DeviceProfile, models: Sequence[str] | Sequence[Any], *, p
             if vg is not None:
                 jobs.append((g, "dense" if frac is None else f"rank={frac:g}", vg, model_block_works(vg)))
     for proc in procs:
-        for ji, (g, vname, vg, works) in enumerate(jobs):
-            lats = _block_latencies(proc.backend, vg, warmup, reps, rng)
+        all_lats = _passes(proc.backend, [j[2] for j in jobs], passes, warmup, reps, rng, prog, proc.name,
+                           lambda i: f"{jobs[i][0].name}:{jobs[i][1]}")
+        for (g, vname, vg, works), lats in zip(jobs, all_lats):
             for v in vg.layers():
                 d = vg.dag.nodes[v]
                 if vname != "dense" and "rank" not in d:
@@ -876,7 +898,6 @@ def validate(profile: DeviceProfile, models: Sequence[str] | Sequence[Any], *, p
                 pred = proc.block_overhead_us + sum(predict_work_us(profile, proc.name, w) for w in works[v])
                 rows.append(ValidationRow(proc.name, g.name, v, vname, d["kind"], _stat(lats[v]), pred, works[v],
                                           float(statistics.median(lats[v]))))
-            prog(proc.name, ji + 1, len(jobs), f"{g.name}:{vname}")
     return rows
 
 
