@@ -69,20 +69,34 @@ def _per_kind(rows, tol=10.0):
 ENERGY_FRACTIONS = (None, 0.5, 0.25)
 
 
+def _sm_clock_mhz() -> float | None:
+    """The first GPU's SM clock now (NVML), or None: light work leaves a GPU at low clocks, which is why
+    back-to-back runs of small models are slower than the latency model's primed measurements."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return float(pynvml.nvmlDeviceGetClockInfo(pynvml.nvmlDeviceGetHandleByIndex(0), pynvml.NVML_CLOCK_SM))
+    except Exception:
+        return None
+
+
 def _nvml_energy(profile, proc_name: str, graph, fractions=ENERGY_FRACTIONS, reps: int = 20,
-                 window_s: float = 1.0) -> list[dict]:
+                 window_s: float = 1.0, repeat_dense: bool = False) -> list[dict]:
     """Whole-model energy per inference measured by NVML (the runtime executor's own reading: board energy
     over >= ``window_s`` of back-to-back runs) vs predicted, for the model dense and at each rank fraction,
-    all on one processor. Predictions: ``before`` = the processor's active power (a kernel loop's) ×
-    predicted latency; ``after`` = the profile's power model (:func:`deepx_opt.cost_models.energy.
-    plan_energy_uj` of the predicted blocks: the planner's per-option energies plus the per-run energy);
-    ``after_at_measured`` = the same model at the measured block latencies (its error is the power model's
-    own, without the latency model's)."""
+    all on one processor (and the dense model once more at the end with ``repeat_dense``: the
+    measurement's own repeatability). Predictions: ``before`` = the processor's active power (a kernel
+    loop's) × predicted latency; ``after`` = the profile's power model (:func:`deepx_opt.cost_models.
+    energy.plan_energy_uj` of the predicted blocks: the planner's per-option energies plus the per-run
+    energy); ``after_at_measured`` = the same model at the blocks' latencies measured as the latency model
+    is calibrated (primed, minimum of 5 runs; its error is the power model's own, without the latency
+    model's)."""
     try:
         import pynvml  # noqa: F401
     except ImportError:
         return []
-    from deepx_opt.cost_models.calibrate import model_block_works, timing_variant
+    from deepx_opt.cost_models.calibrate import measure_model_blocks, model_block_works, timing_variant
     from deepx_opt.cost_models.energy import plan_energy_uj, power_model_of
     from deepx_opt.cost_models.latency import predict_work_us
     from deepx_opt.cost_models.power import PowerSample, sample_to_list
@@ -92,34 +106,39 @@ def _nvml_energy(profile, proc_name: str, graph, fractions=ENERGY_FRACTIONS, rep
     model = power_model_of(profile, proc_name)
     out = []
     rng = np.random.default_rng(3)
-    for frac in fractions:
-        g = timing_variant(graph, frac, rng)
+    variants = [(f, timing_variant(graph, f, rng)) for f in fractions]
+    if repeat_dense and None in fractions:
+        variants.append(("repeat", graph))
+    for frac, g in variants:
         if g is None:
             continue
+        works = model_block_works(g)
+        primed = measure_model_blocks(proc.backend, g, warmup=2, reps=5)
         x = {n: rng.standard_normal(i.shape).astype(i.dtype) for n, i in g.inputs.items()}
         _, rep = execute_graph(g, {v: proc.backend for v in g.layers()}, x, repeat=reps, warmup=3,
                                energy_window_s=window_s)
         if rep.energy_uj is None:
             return out
-        works = model_block_works(g)
+        clock = _sm_clock_mhz()
         pred_block = {v: proc.block_overhead_us + sum(predict_work_us(profile, proc_name, w) for w in ws)
                       for v, ws in works.items()}
         pred_us = sum(pred_block.values())
-        meas_block = {v: rep.blocks[v].latency_us for v in g.layers()}
-        variant = "dense" if frac is None else f"rank={frac:g}"
+        variant = "dense" if frac is None else "dense again" if frac == "repeat" else f"rank={frac:g}"
         wall_us = rep.energy_window_s / rep.energy_runs * 1e6 if rep.energy_runs else 0.0
         sample = PowerSample(f"{g.name}:{variant}", graph.name, float(rep.energy_uj),
-                             tuple((meas_block[v], tuple(works[v])) for v in g.layers()), 1.0, wall_us)
+                             tuple((primed[v], tuple(works[v])) for v in g.layers()), 1.0, wall_us)
         row = {"processor": proc_name, "model": graph.name, "variant": variant,
                "measured_mj": rep.energy_uj / 1e3, "measured_ms": rep.latency_us / 1e3,
-               "measured_blocks_ms": sum(meas_block.values()) / 1e3, "wall_ms_per_run": wall_us / 1e3,
+               "energy_run_blocks_ms": sum(b.latency_us for b in rep.blocks.values()) / 1e3,
+               "primed_blocks_ms": sum(primed.values()) / 1e3, "wall_ms_per_run": wall_us / 1e3,
+               "mean_power_w": rep.energy_uj / wall_us if wall_us else None, "sm_clock_mhz": clock,
                "idle_power_w": rep.idle_power_w, "energy_runs": rep.energy_runs,
                "predicted_ms": pred_us / 1e3, "before_mj": proc.active_power_w * pred_us / 1e3,
                "power_source": proc.power_source, "sample": sample_to_list(sample)}
         if model is not None:
             row["after_mj"] = plan_energy_uj(profile, blocks=[(proc_name, pred_block[v], works[v])
                                                               for v in g.layers()]).total_uj / 1e3
-            row["after_at_measured_mj"] = model.predict_run_uj([(meas_block[v], works[v]) for v in g.layers()]) / 1e3
+            row["after_at_measured_mj"] = model.predict_run_uj([(primed[v], works[v]) for v in g.layers()]) / 1e3
         for k in ("before", "after", "after_at_measured"):
             if f"{k}_mj" in row:
                 row[f"{k}_err_pct"] = (row[f"{k}_mj"] - row["measured_mj"]) / row["measured_mj"] * 100
@@ -140,26 +159,46 @@ def _energy_report(prof, energy: list[dict]) -> str:
         if m is not None and m.fit_:
             f = m.fit_
             lines.append(f"  chosen {f.get('chosen')} from {f.get('samples')} samples (held out by "
-                         f"{f.get('held_out')}), fit {f.get('seconds', '?')} s of calibration")
-            lines.append(_table(["candidate", "features", "train MAPE %", "held-out MAPE %", "held-out max %"],
+                         f"{f.get('held_out')}; block times {f.get('time_basis', '?')}), NVML part of calibration "
+                         f"{f.get('seconds', '?')} s; op loops: "
+                         + ", ".join(f"{k} {v:.0f} W" for k, v in (f.get("loop_power_w") or {}).items()))
+            lines.append(_table(["candidate", "features", "train MAPE %", "held-out MAPE %", "runs", "loops",
+                                 "held-out max %"],
                                 [[c["name"], ",".join(c["features"]), f"{c['train_mape_pct']:.1f}",
-                                  f"{c['loo_mape_pct']:.1f}", f"{c['loo_max_pct']:.1f}"]
+                                  f"{c['loo_mape_pct']:.1f}", f"{c.get('loo_runs_mape_pct', float('nan')):.1f}",
+                                  f"{c.get('loo_loops_mape_pct', float('nan')):.1f}", f"{c['loo_max_pct']:.1f}"]
                                  for c in f.get("candidates", [])]))
     rows = []
     for e in energy:
         def cell(k):
             return f"{e[k + '_mj']:.1f} ({e[k + '_err_pct']:+.0f}%)" if k + "_mj" in e else "-"
         rows.append([e["processor"], e["model"], e["variant"], f"{e['measured_mj']:.1f}",
-                     f"{e['wall_ms_per_run']:.3f}", f"{e['measured_blocks_ms']:.3f}", f"{e['predicted_ms']:.3f}",
-                     cell("before"), cell("after"), cell("after_at_measured")])
+                     f"{e['mean_power_w']:.0f}" if e.get("mean_power_w") else "-",
+                     f"{e['sm_clock_mhz']:.0f}" if e.get("sm_clock_mhz") else "-",
+                     f"{e['wall_ms_per_run']:.3f}", f"{e['energy_run_blocks_ms']:.3f}", f"{e['primed_blocks_ms']:.3f}",
+                     f"{e['predicted_ms']:.3f}", cell("before"), cell("after"), cell("after_at_measured")])
     lines.append("")
     lines.append("whole-model energy per inference, NVML board energy vs predicted (before: active power × "
-                 "predicted latency; after: power model at predicted latencies; after@meas: at measured ones)")
-    lines.append(_table(["processor", "model", "variant", "measured mJ", "wall ms/run", "blocks ms",
-                         "pred ms", "before mJ", "after mJ", "after@meas mJ"], rows))
+                 "predicted latency; after: power model at predicted latencies; after@meas: at primed measured "
+                 "ones). W: measured mean power; MHz: SM clock after the window; wall: per run in the window; "
+                 "blocks: sum of block latencies in the window's runs / primed (min of 5)")
+    lines.append(_table(["processor", "model", "variant", "measured mJ", "W", "MHz", "wall ms", "blocks ms",
+                         "primed ms", "pred ms", "before mJ", "after mJ", "after@meas mJ"], rows))
+    first = [e for e in energy if e["variant"] != "dense again"]
+    again = {(e["processor"], e["model"]): e for e in energy if e["variant"] == "dense again"}
+    rep_rows = []
+    for e in first:
+        a = again.get((e["processor"], e["model"]))
+        if e["variant"] == "dense" and a:
+            rep_rows.append([e["processor"], e["model"], f"{e['measured_mj']:.1f}", f"{a['measured_mj']:.1f}",
+                             f"{(a['measured_mj'] - e['measured_mj']) / e['measured_mj'] * 100:+.0f}%"])
+    if rep_rows:
+        lines.append("")
+        lines.append("repeatability: the dense model measured again after all variants")
+        lines.append(_table(["processor", "model", "first mJ", "again mJ", "difference"], rep_rows))
     summ = []
     for k in ("before", "after", "after_at_measured"):
-        errs = np.array([abs(e[k + "_err_pct"]) for e in energy if k + "_err_pct" in e])
+        errs = np.array([abs(e[k + "_err_pct"]) for e in first if k + "_err_pct" in e])
         if len(errs):
             summ.append([k, len(errs), f"{errs.mean():.1f}", f"{np.median(errs):.1f}", f"{errs.max():.1f}",
                          f"{(errs <= 15).mean() * 100:.0f}%"])
@@ -193,6 +232,8 @@ def main(argv=None) -> int:
     ap.add_argument("--energy-variants", default="all", choices=["all", "dense", "none"],
                     help="NVML energy validation: dense and rank 0.5/0.25 (all), dense only, or none")
     ap.add_argument("--energy-window-s", type=float, default=1.0, help="NVML window per energy measurement")
+    ap.add_argument("--energy-repeat", action="store_true",
+                    help="measure each dense model's energy once more after its variants (repeatability)")
     args = ap.parse_args(argv)
     if args.nvidia_icd:
         _setup_nvidia_icd()
@@ -252,7 +293,8 @@ def main(argv=None) -> int:
     for p in prof.processors:
         if p.backend and p.backend.startswith("opencl") and (procs is None or p.name in wanted) and fractions:
             for g in graphs:
-                energy += _nvml_energy(prof, p.name, g, fractions=fractions, window_s=args.energy_window_s)
+                energy += _nvml_energy(prof, p.name, g, fractions=fractions, window_s=args.energy_window_s,
+                                       repeat_dense=args.energy_repeat)
     t_energy = time.perf_counter() - t3
 
     print(f"\ncost-model validation on {platform.node()} ({platform.processor() or platform.machine()}, "

@@ -352,26 +352,23 @@ def _nnls_rel(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
 
 # ------------------------------------------------------------------------------------------ selection
 
-def _loo_groups(samples: Sequence[PowerSample]) -> list[str]:
-    groups = sorted({s.group for s in samples if s.runs > 0})
-    return groups
-
-
 def fit_power_model(samples: Sequence[PowerSample], candidates: Sequence[str] | None = None
                     ) -> tuple[PowerModel, dict]:
-    """Fit every candidate form and keep the one that predicts held-out zoo models best.
+    """Fit every candidate form and keep the one that predicts held-out measurements best.
 
-    Each candidate (:data:`CANDIDATES`) is scored by its leave-one-model-out mean |relative error| on the
-    whole-model runs (``runs > 0``): every model's samples predicted by a fit on all the other samples (op
-    loops always included). With fewer than three models, each sample is held out alone. The used form is
-    the best one, or the one with fewest features among those within :data:`SELECT_TOLERANCE_PCT` points of
-    it. It is then refitted on every sample.
+    Each candidate (:data:`CANDIDATES`) is scored by its leave-one-out mean |relative error|: every zoo
+    model's whole-model runs (``runs > 0``, grouped by ``group``) and every op loop are predicted by a fit on
+    all the other samples (with fewer than three models, each run is held out alone). Holding out the op
+    loops too keeps a form that cannot tell a memory-streaming kernel from a waiting GPU (``constant``) from
+    winning on small models alone. The used form is the best one, or the one with fewest features among
+    those within :data:`SELECT_TOLERANCE_PCT` points of it; it is then refitted on every sample.
 
     Returns
     -------
     (PowerModel, dict)
         The fitted model (its ``fit_`` holds the report too) and the report: per candidate its features,
-        training and leave-one-out MAPE (%), the chosen name, the number of samples.
+        training MAPE (%) on the whole-model runs, leave-one-out MAPE (%) overall, on the runs and on the
+        loops, and the largest held-out error; the chosen name; the number of samples.
 
     Raises
     ------
@@ -385,33 +382,37 @@ def fit_power_model(samples: Sequence[PowerSample], candidates: Sequence[str] | 
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:
         raise CostModelError(f"unknown power-model candidates {unknown}; accepted: {', '.join(CANDIDATES)}")
-    groups = _loo_groups(samples)
-    if len(groups) >= 3:
-        folds = [(g, [i for i, s in enumerate(samples) if s.group == g]) for g in groups]
-    else:
-        folds = [(samples[i].label, [i]) for i in range(len(samples))]
+    groups = sorted({s.group for s in samples if s.runs > 0})
+    by_model = len(groups) >= 3
+    folds = [[i for i, s in enumerate(samples) if s.runs > 0 and s.group == g] for g in groups] if by_model else \
+        [[i] for i, s in enumerate(samples) if s.runs > 0]
+    folds += [[i] for i, s in enumerate(samples) if s.runs == 0]
     y = np.array([s.energy_uj for s in samples])
-    train_all = np.array([s.runs > 0 for s in samples])
+    is_run = np.array([s.runs > 0 for s in samples])
     rows = []
     for name in names:
         fam, feats = CANDIDATES[name]
         if len(samples) < len(feats) + 1:
             continue
         m = PowerModel(feats, family=fam).fit(samples)
-        pred = m.predict_samples_uj(samples)
-        rel = np.abs(pred - y) / y * 100
-        held = []
-        for _, idx in folds:
+        rel = np.abs(m.predict_samples_uj(samples) - y) / y * 100
+        held = np.full(len(samples), np.nan)
+        for idx in folds:
             train = [s for i, s in enumerate(samples) if i not in idx]
             if len(train) < len(feats):
                 continue
             mi = PowerModel(feats, family=fam).fit(train)
-            held += list(np.abs(mi.predict_samples_uj([samples[i] for i in idx]) - y[idx]) / y[idx] * 100)
+            held[idx] = np.abs(mi.predict_samples_uj([samples[i] for i in idx]) - y[idx]) / y[idx] * 100
+
+        def mean(a):
+            a = a[~np.isnan(a)]
+            return float(np.mean(a)) if len(a) else float("inf")
+
         rows.append({"name": name, "family": fam, "features": list(feats),
-                     "train_mape_pct": float(np.mean(rel[train_all])) if train_all.any() else float(np.mean(rel)),
-                     "train_mape_all_pct": float(np.mean(rel)),
-                     "loo_mape_pct": float(np.mean(held)) if held else float("inf"),
-                     "loo_max_pct": float(np.max(held)) if held else float("inf")})
+                     "train_mape_pct": mean(rel[is_run]) if is_run.any() else mean(rel),
+                     "loo_mape_pct": mean(held), "loo_runs_mape_pct": mean(held[is_run]),
+                     "loo_loops_mape_pct": mean(held[~is_run]),
+                     "loo_max_pct": float(np.nanmax(held)) if not np.isnan(held).all() else float("inf")})
     if not rows:
         raise CostModelError(f"no power-model candidate can be fitted on {len(samples)} samples")
     best = min(r["loo_mape_pct"] for r in rows)
@@ -420,8 +421,8 @@ def fit_power_model(samples: Sequence[PowerSample], candidates: Sequence[str] | 
     fam, feats = CANDIDATES[chosen["name"]]
     model = PowerModel(feats, family=fam).fit(samples)
     report = {"chosen": chosen["name"], "samples": len(samples), "groups": groups,
-              "held_out": "model" if len(groups) >= 3 else "sample",
-              "candidates": rows, "loo_mape_pct": chosen["loo_mape_pct"], "train_mape_pct": chosen["train_mape_pct"]}
+              "held_out": "model" if by_model else "sample", "candidates": rows,
+              "loo_mape_pct": chosen["loo_mape_pct"], "train_mape_pct": chosen["train_mape_pct"]}
     model.fit_ = dict(report)
     return model, report
 
@@ -463,23 +464,55 @@ def measure_op_loop(backend: Any, case: Any, meter: Any, *, window_s: float = 0.
 
 
 def measure_model_run(processor: str, graph: Any, *, window_s: float = 0.5, reps: int = 10,
-                      label: str | None = None, group: str | None = None) -> PowerSample | None:
+                      label: str | None = None, group: str | None = None,
+                      predict_us: Callable[[Any], float] | None = None, block_overhead_us: float = 0.0
+                      ) -> PowerSample | None:
     """Whole-model energy per inference of ``graph`` run by the runtime executor on one processor
-    (:func:`deepx_opt.runtime.executor.execute_graph` with NVML over ≥ ``window_s``), with each block's
-    measured latency (median of ``reps`` runs) and works. None when the run's energy was not measured."""
-    from deepx_opt.cost_models.calibrate import model_block_works
+    (:func:`deepx_opt.runtime.executor.execute_graph` with NVML over ≥ ``window_s`` of back-to-back runs),
+    None when its energy was not measured.
+
+    The sample's block latencies are on the footing of the latency model's predictions, so that the fitted
+    power model turns *predicted* latencies into the energy of back-to-back runs: ``predict_us(work)`` +
+    ``block_overhead_us`` per block when a predictor is given, else the blocks' latencies measured the way
+    calibration measures them for the latency fit (:func:`~deepx_opt.cost_models.calibrate.
+    measure_model_blocks`: after priming the processor, minimum of the runs). (The runs inside the NVML
+    window are slower than that on a GPU that light work leaves at low clocks; the fit absorbs the
+    difference.)"""
+    from deepx_opt.cost_models.calibrate import measure_model_blocks, model_block_works
     from deepx_opt.runtime.executor import execute_graph
 
+    works = model_block_works(graph)
+    if predict_us is not None:
+        times = {v: float(block_overhead_us) + sum(predict_us(w) for w in ws) for v, ws in works.items()}
+    else:
+        times = measure_model_blocks(processor, graph, warmup=2, reps=5)
     rng = np.random.default_rng(0)
     x = {n: rng.standard_normal(i.shape).astype(i.dtype) for n, i in graph.inputs.items()}
     _, rep = execute_graph(graph, {v: processor for v in graph.layers()}, x, repeat=reps, warmup=3,
                            energy_window_s=window_s)
     if rep.energy_uj is None:
         return None
-    works = model_block_works(graph)
-    blocks = tuple((float(rep.blocks[v].latency_us), tuple(works[v])) for v in graph.layers())
+    blocks = tuple((float(times[v]), tuple(works[v])) for v in graph.layers())
     wall = rep.energy_window_s / rep.energy_runs * 1e6 if rep.energy_runs else 0.0
     return PowerSample(label or graph.name, group or graph.name, float(rep.energy_uj), blocks, 1.0, float(wall))
+
+
+def _latency_predictor(latency_models: Mapping[str, dict]) -> Callable[[Any], float]:
+    """``work → µs`` from a processor's serialised latency models (most specific key first)."""
+    from deepx_opt.cost_models.latency import LatencyModel, model_keys
+
+    cache: dict[str, Any] = {}
+
+    def predict(w) -> float:
+        key = next((k for k in model_keys(w) if k in latency_models), None)
+        if key is None:
+            raise CostModelError(f"no latency model for {w.kind!r} work (op {w.op_type!r}); modelled: "
+                                 f"{', '.join(sorted(latency_models))}")
+        if key not in cache:
+            cache[key] = LatencyModel.from_dict(latency_models[key])
+        return float(cache[key].predict(w)[0])
+
+    return predict
 
 
 def _loop_cases(cases: Sequence[Any]) -> list[tuple[str, Any]]:
@@ -505,7 +538,8 @@ def _loop_cases(cases: Sequence[Any]) -> list[tuple[str, Any]]:
 
 def calibrate_power(processor: str, backend: Any, description: str, cases: Sequence[Any],
                     zoo_graphs: Sequence[Any] = (), *, meter: Any = None,
-                    run_model: Callable[[str, Any, str, str], PowerSample | None] | None = None,
+                    run_model: Callable[..., PowerSample | None] | None = None,
+                    latency_models: Mapping[str, dict] | None = None, block_overhead_us: float = 0.0,
                     window_s: float = 0.5, fractions: Sequence[float | None] = (None, 0.35),
                     progress: Callable | None = None) -> dict | None:
     """Measured power fields of a :class:`~deepx_opt.cost_models.profile.Processor`, or None.
@@ -514,15 +548,19 @@ def calibrate_power(processor: str, backend: Any, description: str, cases: Seque
     when a ``meter`` is given: tests pass a simulated counter). Measured: the idle power (over ``window_s``
     with nothing submitted), op loops of different intensities from ``cases`` (calibration's grid; see
     :func:`_loop_cases`), and each of ``zoo_graphs`` run whole, dense and at each rank fraction of
-    ``fractions`` (``run_model(processor, graph, label, group)`` → :class:`PowerSample`; default
-    :func:`measure_model_run`). A :class:`PowerModel` is fitted by :func:`fit_power_model`.
+    ``fractions`` (``run_model(processor, graph, label=, group=, predict_us=, block_overhead_us=)`` →
+    :class:`PowerSample`; default :func:`measure_model_run`). With the processor's fitted
+    ``latency_models`` (and ``block_overhead_us``), the zoo samples' block latencies are the latency
+    model's predictions; without, they are measured as for the latency fit. A :class:`PowerModel` is
+    fitted by :func:`fit_power_model`.
 
     Returns
     -------
     dict or None
-        ``active_power_w`` (the highest mean power of the op loops: a compute-bound kernel loop),
-        ``idle_power_w``, ``power_source="measured"``, and ``power_model`` (:meth:`PowerModel.to_dict`, its
-        ``fit`` report with ``seconds`` and ``samples_data``: every sample, see :func:`sample_to_list`).
+        ``active_power_w`` (mean power of the grid's largest conv and GEMM run back to back: a kernel
+        loop), ``idle_power_w``, ``power_source="measured"``, and ``power_model``
+        (:meth:`PowerModel.to_dict`; its ``fit`` report holds ``seconds``, ``loop_power_w`` and
+        ``samples_data``: every sample, see :func:`sample_to_list`).
     """
     if meter is None:
         if not processor.startswith("opencl") or "nvidia" not in description.lower():
@@ -536,8 +574,8 @@ def calibrate_power(processor: str, backend: Any, description: str, cases: Seque
     from deepx_opt.cost_models.calibrate import timing_variant
 
     t0 = time.perf_counter()
-    run_model = run_model or (lambda p, g, label, group: measure_model_run(p, g, window_s=window_s, label=label,
-                                                                           group=group))
+    run_model = run_model or measure_model_run
+    predict_us = _latency_predictor(latency_models) if latency_models else None
     idle_w = float(meter.idle_power_w(window_s))
     samples: list[PowerSample] = []
     loops = _loop_cases(cases)
@@ -552,14 +590,19 @@ def calibrate_power(processor: str, backend: Any, description: str, cases: Seque
         vg = timing_variant(g, frac, rng)
         if vg is not None:
             label = f"{g.name}:{'dense' if frac is None else f'rank={frac:g}'}"
-            s = run_model(processor, vg, label, g.name)
+            s = run_model(processor, vg, label=label, group=g.name, predict_us=predict_us,
+                          block_overhead_us=block_overhead_us)
             if s is not None and s.energy_uj > 0:
                 samples.append(s)
         if progress:
             progress(f"{processor} power", len(loops) + j + 1, n, g.name)
-    loop_w = [s.energy_uj / s.time_us for s in samples if s.runs == 0 and s.time_us > 0]
+    loop_w = {s.label: s.energy_uj / s.time_us for s in samples if s.runs == 0 and s.time_us > 0}
+    kernel = [s for s in samples if s.label in ("loop:conv", "loop:gemm")]
     out: dict[str, Any] = {"idle_power_w": idle_w, "power_source": "measured"}
-    out["active_power_w"] = float(max(loop_w)) if loop_w else idle_w
+    if kernel:
+        out["active_power_w"] = float(sum(s.energy_uj for s in kernel) / sum(s.time_us for s in kernel))
+    else:
+        out["active_power_w"] = float(max(loop_w.values())) if loop_w else idle_w
     try:
         model, _ = fit_power_model(samples)
     except CostModelError:
@@ -567,7 +610,8 @@ def calibrate_power(processor: str, backend: Any, description: str, cases: Seque
     if model is not None:
         model.fit_["seconds"] = round(time.perf_counter() - t0, 1)
         model.fit_["idle_power_w"] = idle_w
+        model.fit_["loop_power_w"] = loop_w
+        model.fit_["time_basis"] = "predicted" if predict_us is not None else "measured (primed, min)"
         model.fit_["samples_data"] = [sample_to_list(s) for s in samples]
         out["power_model"] = model.to_dict()
     return out
-
