@@ -8,24 +8,40 @@ as ONNX and measure it with onnxruntime on evaluation data the estimator never s
 
 Protocols (``--calib-source``):
 
-* ``train`` (default): calibrate on a random stratified subset of the training split (``--calib-samples``,
-  default 600 of 1,257, as ``deepx demo`` does; one draw per seed) and measure on the whole test split (540
-  images, one sample = 0.19 points). No test label is used to choose ranks.
+* ``train`` (default, the **test** run): calibrate on a random stratified subset of the training split
+  (``--calib-samples``, default 600 of 1,257, as ``deepx demo`` does; one draw per seed) and measure on the whole
+  test split (540 images, one sample = 0.19 points). No test label is used to choose ranks.
+* ``dev`` (the **development** protocol; never reads the test split): the training split is cut into 3
+  stratified folds; for each fold the same architecture is trained with the zoo's own trainer and
+  hyper-parameters on the other two folds (838 images, cached under ``--cache-dir``), calibrated on 600 of
+  *its* training images (2 draws per fold) and measured on the held-out fold (419 images). This mimics the test
+  run (calibration on the model's training data, evaluation on data it never saw) with models that are not
+  the zoo's. ``--tune`` chooses the estimator's settings on it (a grid, ranked by rows within the limit with
+  verified and with plain selection, then rows within one point, then FLOPs saved).
 * ``test-half``: calibrate on a stratified half of the test split and measure on the other half (270 each;
   one seed = one split).
+
+Every row also carries the sampling noise of its numbers: ``meas_sd_pts``, the standard deviation of the measured
+loss as an estimate of the population loss (paired: per evaluation image −1/0/+1 for gained/kept/lost
+answers), ``pred_sd_pts`` that of the calibration-side measurement of the chosen configuration (binomial, of
+its changed answers), and ``p_miss_perfect``, the probability that a perfect predictor of the population loss
+misses ``|pred − meas| ≤ 1`` through the measurement noise alone (``2 Φ(−1 / meas_sd)``).
 
 Targets (issue "RLC"): measured loss ≤ limit in every row; |predicted − measured| ≤ 1 point in every row;
 at a 2-point limit ≥ 50 % fewer weight bytes on the fully connected model.
 
-Run: ``python benchmarks/rlc_accuracy.py --out bench-out`` (about 10 s on 2 cores). Prints every row, the
-per model × method × limit table (markdown) and the totals, and writes ``rlc_accuracy.json``. Only numpy,
-onnx, onnxruntime and scipy are needed.
+Run: ``python benchmarks/rlc_accuracy.py --out bench-out`` (about 10 s on 2 cores; ``--calib-source dev`` about
+30 s the first time, when it trains the 6 development models; ``--tune`` a few minutes). Prints every row, the
+per model × method × limit table (markdown) and the totals, and writes ``rlc_accuracy.json`` (``--tune``:
+``rlc_tune.json``). Only numpy, onnx, onnxruntime, scipy and scikit-learn (the digits data) are needed.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import sys
 import time
@@ -47,6 +63,18 @@ from deepx_opt.graphs.rlc_onnx import to_onnx  # noqa: E402
 LIMITS = (0.5, 1.0, 2.0, 5.0)
 MODELS = ("digits_mlp", "digits_cnn")
 METHODS = ("weight", "data")
+DEV_FOLDS = 3
+DEV_DRAWS = 2
+#: The --tune grid (estimator settings); every combination is scored on the development protocol. Settings
+#: not in it are fixed by --set or take the library's default. Earlier, coarser stages (docs/rlc.md) fixed
+#: fit_min_pts = 1 and verify_blend = 1 (the median-curve blend did not beat the plain measurement there).
+TUNE_GRID = {
+    "coverage": (0.8, 0.9, 0.95),
+    "fit_cap_pts": (6.0, 10.0, 20.0),
+    "margin": (0.0, 0.1),
+    "layer_margin_pts": (0.15, 0.2, 0.25),
+    "soft_flip_width": (0.1, 0.25, 0.5),
+}
 
 
 def ort_probs(proto_bytes: bytes, x: np.ndarray) -> np.ndarray:
@@ -86,49 +114,176 @@ def calib_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(idx))
 
 
-def run(seeds: int, calib_source: str, *, calib_samples: int = 600, verify: bool = False, target: str | None = None,
-        margin: float | None = None, coverage: float | None = None) -> list[dict]:
-    rows = []
+
+def dev_folds(y: np.ndarray, k: int = DEV_FOLDS, seed: int = 0) -> np.ndarray:
+    """Stratified fold number (0..k-1) of every index of ``y``."""
+    rng = np.random.default_rng(seed)
+    f = np.empty(len(y), dtype=int)
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        f[idx] = np.arange(len(idx)) % k
+    return f
+
+
+def dev_model(name: str, fold: int, cache_dir: Path):
+    """The zoo architecture ``name`` trained (zoo trainer, zoo hyper-parameters) on the training split minus
+    fold ``fold``; returns ``(onnx proto, train indices, held-out indices)`` into the training split."""
+    from onnx import numpy_helper
+
+    from deepx_opt.zoo import digits as dg
+
+    d = zoo.digits_dataset()
+    f = dev_folds(d.y_train)
+    tr, dv = np.flatnonzero(f != fold), np.flatnonzero(f == fold)
+    path = Path(cache_dir) / f"{name}_dev{DEV_FOLDS}_f{fold}.npz"
+    if not path.exists():
+        data = dg.DigitsDataset(d.x_train[tr], d.y_train[tr], d.x_train[dv], d.y_train[dv])
+        w, meta = (dg.train_digits_mlp if name == "digits_mlp" else dg.train_digits_cnn)(data)
+        dg.save_trained(path.stem, w, meta, path.parent)
+    w, _ = dg._load_cached(str(path))
+    proto = zoo.build(name)
+    for init in proto.graph.initializer:
+        init.CopyFrom(numpy_helper.from_array(np.asarray(w[init.name], np.float32), init.name))
+    return proto, tr, dv
+
+
+def setups(seeds: int, calib_source: str, calib_samples: int, cache_dir: Path):
+    """Yield ``(model name, seed, proto, x_cal, y_cal, x_eval, y_eval)`` for the protocol."""
     for name in MODELS:
-        proto = zoo.build(name)
-        model = load_onnx(proto)
         d = zoo.digits_dataset().for_model(name)
+        if calib_source == "dev":
+            for fold in range(DEV_FOLDS):
+                proto, tr, dv = dev_model(name, fold, cache_dir)
+                for draw in range(DEV_DRAWS):
+                    s = fold * DEV_DRAWS + draw
+                    ci = tr[calib_subset(d.y_train[tr], calib_samples, s)]
+                    yield name, s, proto, d.x_train[ci], d.y_train[ci], d.x_train[dv], d.y_train[dv]
+            continue
+        proto = zoo.build(name)
         for s in range(seeds):
             if calib_source == "train":
                 ci = calib_subset(d.y_train, calib_samples, s)
-                xc, yc, xe, ye = d.x_train[ci], d.y_train[ci], d.x_test, d.y_test
+                yield name, s, proto, d.x_train[ci], d.y_train[ci], d.x_test, d.y_test
             else:
                 ci, ei = split(len(d.y_test), d.y_test, s)
-                xc, yc, xe, ye = d.x_test[ci], d.y_test[ci], d.x_test[ei], d.y_test[ei]
-            dense_acc = 100 * float(np.mean(top1(ort_probs(proto.SerializeToString(), xe)) == ye))
-            for method in METHODS:
-                t0 = time.perf_counter()
-                cg = candidates(model, calib=xc, labels=yc, method=method, seed=s, target=target, margin=margin,
-                                coverage=coverage)
-                build_s = time.perf_counter() - t0
-                before = cg.totals()
-                for limit in LIMITS:
-                    choice = select_ranks(cg, limit, verify=verify)
-                    small = cg.apply(choice)
-                    probs = ort_probs(to_onnx(small).SerializeToString(), xe)
-                    acc = 100 * float(np.mean(top1(probs) == ye))
-                    after = cg.totals(choice)
-                    sum_a = cg.predicted_loss_pts(choice)
-                    verified = cg.verified_loss_pts(choice) if verify else None
-                    rows.append({
-                        "model": name, "method": method, "split": s, "limit_pts": limit,
-                        # the prediction: the verified one (the choice measured whole on the calibration data,
-                        # × (1 + margin)) when selecting as `deepx compress` does, else the planner's Σ a
-                        "predicted_pts": sum_a if verified is None else verified,
-                        "sum_a_pts": sum_a, "verified_pts": verified,
-                        "measured_pts": dense_acc - acc,
-                        "dense_top1_pct": dense_acc, "compressed_top1_pct": acc,
-                        "flops_saved_pct": 100 * (1 - after["flops"] / before["flops"]),
-                        "bytes_saved_pct": 100 * (1 - after["weight_bytes"] / before["weight_bytes"]),
-                        "ranks": choice, "calib_samples": int(len(yc)), "eval_samples": int(len(ye)),
-                        "candidates_build_s": build_s, "estimator": cg.estimator.summary()["fit"],
-                    })
+                yield name, s, proto, d.x_test[ci], d.y_test[ci], d.x_test[ei], d.y_test[ei]
+
+
+class Case:
+    """One model × calibration draw × method: the candidates (measured once) and a cache of evaluations."""
+
+    def __init__(self, name, seed, proto, xc, yc, xe, ye, method, settings):
+        self.name, self.seed, self.method = name, seed, method
+        self.xe, self.ye, self.n_cal = xe, ye, len(yc)
+        model = load_onnx(proto)
+        self.dense_pred = top1(ort_probs(proto.SerializeToString(), xe))
+        t0 = time.perf_counter()
+        extra = {"estimator_options": settings} if settings else {}
+        self.cg = candidates(model, calib=xc, labels=yc, method=method, seed=seed, **extra)
+        self.build_s = time.perf_counter() - t0
+        self.before = self.cg.totals()
+        self._eval: dict = {}
+
+    def evaluate(self, choice: dict) -> np.ndarray:
+        """Predictions of the factorised model written as ONNX, on the evaluation data (cached)."""
+        key = tuple(sorted((k, v) for k, v in choice.items() if v is not None))
+        if key not in self._eval:
+            small = self.cg.apply(dict(key))
+            self._eval[key] = top1(ort_probs(to_onnx(small).SerializeToString(), self.xe))
+        return self._eval[key]
+
+    def rows(self, verify: bool) -> list[dict]:
+        out = []
+        ye, dense = self.ye, self.dense_pred
+        n = len(ye)
+        dense_acc = 100 * float(np.mean(dense == ye))
+        est = self.cg.estimator
+        for limit in LIMITS:
+            choice = select_ranks(self.cg, limit, verify=verify)
+            pred = self.evaluate(choice)
+            acc = 100 * float(np.mean(pred == ye))
+            after = self.cg.totals(choice)
+            sum_a = self.cg.predicted_loss_pts(choice)
+            verified = self.cg.verified_loss_pts(choice)
+            lost = int(np.sum((dense == ye) & (pred != ye)))
+            gained = int(np.sum((dense != ye) & (pred == ye)))
+            changed = int(np.sum(pred != dense))
+            diff_mean = (lost - gained) / n
+            meas_sd = 100 * math.sqrt(max((lost + gained) / n - diff_mean ** 2, 0.0) / n)
+            cal = est.measure(choice)
+            p_cal = est._target(cal) / 100.0
+            pred_sd = (1 + est.margin) * 100 * math.sqrt(max(p_cal * (1 - p_cal), 0.0) / self.n_cal)
+            out.append({
+                "model": self.name, "method": self.method, "split": self.seed, "limit_pts": limit,
+                # the prediction: the verified one (the choice measured whole on the calibration data) when
+                # selecting as `deepx compress` does, else the planner's Σ a
+                "predicted_pts": verified if verify else sum_a,
+                "sum_a_pts": sum_a, "verified_pts": verified,
+                "measured_pts": dense_acc - acc,
+                "dense_top1_pct": dense_acc, "compressed_top1_pct": acc,
+                "eval_lost": lost, "eval_gained": gained, "eval_changed": changed,
+                "meas_sd_pts": meas_sd, "pred_sd_pts": pred_sd,
+                "p_miss_perfect": 2 * _phi(-1.0 / meas_sd) if meas_sd > 0 else 0.0,
+                # a planner that fills the budget (Σa = limit) can meet both "meas ≤ limit" and "|Σa − meas| ≤ 1"
+                # only when meas lands in [limit − 1, limit]: at best (population loss limit − 0.5) this probability
+                "p_both_at_best": 2 * _phi(0.5 / meas_sd) - 1 if meas_sd > 0 else 1.0,
+                "p_miss_perfect_with_calib": 2 * _phi(-1.0 / math.hypot(meas_sd, pred_sd)) if meas_sd + pred_sd > 0 else 0.0,
+                "flops_saved_pct": 100 * (1 - after["flops"] / self.before["flops"]),
+                "bytes_saved_pct": 100 * (1 - after["weight_bytes"] / self.before["weight_bytes"]),
+                "ranks": choice, "calib_samples": int(self.n_cal), "eval_samples": int(n),
+                "candidates_build_s": self.build_s,
+            })
+        return out
+
+
+def _phi(z: float) -> float:
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+def build_cases(seeds, calib_source, calib_samples, cache_dir, settings=None) -> list[Case]:
+    return [Case(*s, method, settings) for s in setups(seeds, calib_source, calib_samples, cache_dir) for method in METHODS]
+
+
+def run(seeds: int, calib_source: str, *, calib_samples: int = 600, verify: bool = True, settings: dict | None = None,
+        cache_dir: Path = Path(".deepx-cache/rlc_dev")) -> list[dict]:
+    rows = []
+    for c in build_cases(seeds, calib_source, calib_samples, cache_dir, settings):
+        r = c.rows(verify)
+        for x in r:
+            x["estimator"] = c.cg.estimator.summary()["fit"]
+        rows += r
     return rows
+
+
+def score(rows_v: list[dict], rows_p: list[dict]) -> tuple:
+    """Tuning rank of a setting: rows within the limit (verified + plain selection), then rows within one point
+    (verified prediction + Σa of the verified choice), then mean FLOPs saved."""
+    ok = sum(x["measured_pts"] <= x["limit_pts"] + 1e-9 for x in rows_v + rows_p)
+    w1 = sum(abs(x["verified_pts"] - x["measured_pts"]) <= 1 + 1e-9 for x in rows_v)
+    w1a = sum(abs(x["sum_a_pts"] - x["measured_pts"]) <= 1 + 1e-9 for x in rows_v)
+    return ok, w1 + w1a, float(np.mean([x["flops_saved_pct"] for x in rows_v]))
+
+
+def tune(cases: list[Case], grid: dict = TUNE_GRID, fixed: dict | None = None) -> list[dict]:
+    keys = list(grid)
+    results = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        st = {**(fixed or {}), **dict(zip(keys, values))}
+        rows_v, rows_p = [], []
+        for c in cases:
+            c.cg.refit(**st)
+            rows_v += c.rows(True)
+            rows_p += c.rows(False)
+        ok, w1, flops = score(rows_v, rows_p)
+        results.append({
+            "settings": st, "rows": len(rows_v), "within_limit_verified": sum(x["measured_pts"] <= x["limit_pts"] + 1e-9 for x in rows_v),
+            "within_limit_plain": sum(x["measured_pts"] <= x["limit_pts"] + 1e-9 for x in rows_p),
+            "pred_within_1pt": sum(abs(x["verified_pts"] - x["measured_pts"]) <= 1 + 1e-9 for x in rows_v),
+            "sum_a_within_1pt": sum(abs(x["sum_a_pts"] - x["measured_pts"]) <= 1 + 1e-9 for x in rows_v),
+            "mean_flops_saved_pct": flops, "score": [ok, w1, flops],
+        })
+    results.sort(key=lambda r: tuple(r["score"]), reverse=True)
+    return results
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -155,7 +310,7 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def table(rows: list[dict]) -> list[dict]:
-    """Per model × method × limit: means over the seeds, the worst measured loss and the row counts."""
+    """Per model × method × limit: means over the seeds, the worst measured loss, the row counts and the noise."""
     out = []
     for name in MODELS:
         for method in METHODS:
@@ -172,9 +327,32 @@ def table(rows: list[dict]) -> list[dict]:
                     "max_measured_pts": float(np.max([x["measured_pts"] for x in r])),
                     "within_limit": sum(x["measured_pts"] <= limit + 1e-9 for x in r),
                     "within_1pt": sum(abs(x["predicted_pts"] - x["measured_pts"]) <= 1.0 + 1e-9 for x in r),
+                    "mean_meas_sd_pts": float(np.mean([x["meas_sd_pts"] for x in r])),
+                    "mean_pred_sd_pts": float(np.mean([x["pred_sd_pts"] for x in r])),
+                    "expected_misses_perfect": float(np.sum([x["p_miss_perfect"] for x in r])),
                     "mean_flops_saved_pct": float(np.mean([x["flops_saved_pct"] for x in r])),
                     "mean_bytes_saved_pct": float(np.mean([x["bytes_saved_pct"] for x in r])),
                 })
+    return out
+
+
+def print_table(tab: list[dict]) -> None:
+    print("| model | method | limit | mean Σa | mean pred | mean meas | max meas | rows ≤ limit | rows \\|pred − meas\\|≤1 "
+          "| rows \\|Σa − meas\\|≤1 | meas sd | pred sd | perfect-predictor misses | FLOPs saved | bytes saved |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for t in tab:
+        print(f"| {t['model']} | {t['method']} | {t['limit_pts']:g} | {t['mean_sum_a_pts']:.2f} | {t['mean_predicted_pts']:.2f} | "
+              f"{t['mean_measured_pts']:.2f} | {t['max_measured_pts']:.2f} | {t['within_limit']}/{t['rows']} | "
+              f"{t['within_1pt']}/{t['rows']} | {t['sum_a_within_1pt']}/{t['rows']} | {t['mean_meas_sd_pts']:.2f} | "
+              f"{t['mean_pred_sd_pts']:.2f} | {t['expected_misses_perfect']:.1f} | {t['mean_flops_saved_pct']:.1f}% | "
+              f"{t['mean_bytes_saved_pct']:.1f}% |")
+
+
+def parse_settings(items: list[str] | None) -> dict:
+    out = {}
+    for item in items or []:
+        k, _, v = item.partition("=")
+        out[k.strip()] = float(v)
     return out
 
 
@@ -183,28 +361,52 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="folder for the JSON results")
     ap.add_argument("--seeds", type=int, default=5,
                     help="calibration draws (default 5): random training subsets (--calib-source train) or "
-                         "calibration/evaluation splits of the test set (--calib-source test-half)")
-    ap.add_argument("--calib-source", choices=["train", "test-half"], default="train",
-                    help="calibrate on a random subset of the training split and measure on the whole test split "
-                         "(default), or calibrate on half of the test split and measure on the other half")
+                         "calibration/evaluation splits of the test set (--calib-source test-half); dev: 3 folds × 2")
+    ap.add_argument("--calib-source", choices=["train", "dev", "test-half"], default="train",
+                    help="train: calibrate on a subset of the training split, measure on the whole test split "
+                         "(default); dev: development protocol inside the training split (models trained on 2 of 3 "
+                         "folds, measured on the third; the test split is never read); test-half: calibrate on half "
+                         "of the test split, measure on the other half")
     ap.add_argument("--calib-samples", type=int, default=600,
-                    help="training samples per calibration draw (default 600 of 1257; --calib-source train)")
+                    help="calibration samples per draw (default 600; --calib-source train and dev)")
     ap.add_argument("--no-verify", action="store_true",
                     help="select with the planner's plain sum of a[v,r] only (default: as `deepx compress` does, "
                          "re-measure the choice on the calibration data and tighten)")
-    ap.add_argument("--target", choices=["disagreement", "loss"], default=None, help="estimator target (default: the library's)")
-    ap.add_argument("--margin", type=float, default=None, help="estimator margin (default: the library's)")
-    ap.add_argument("--coverage", type=float, default=None, help="estimator coverage (default: the library's)")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="estimator setting (margin, coverage, fit_cap_pts, fit_min_pts, layer_margin_pts, "
+                         "verify_blend); default: the library's")
+    ap.add_argument("--tune", action="store_true",
+                    help="choose the estimator settings on the development protocol (implies --calib-source dev)")
+    ap.add_argument("--cache-dir", default=".deepx-cache/rlc_dev", help="where the development models are cached")
     ap.add_argument("--quiet", action="store_true", help="print only the summary tables")
     args = ap.parse_args(argv)
     verify = not args.no_verify
+    settings = parse_settings(args.set)
     t0 = time.perf_counter()
-    rows = run(args.seeds, args.calib_source, calib_samples=args.calib_samples, verify=verify, target=args.target,
-               margin=args.margin, coverage=args.coverage)
+    if args.tune:
+        cases = build_cases(args.seeds, "dev", args.calib_samples, Path(args.cache_dir), settings)
+        grid = {k: v for k, v in TUNE_GRID.items() if k not in settings}
+        results = tune(cases, grid, settings)
+        wall = time.perf_counter() - t0
+        keys = list(TUNE_GRID)
+        print(" ".join(f"{k:>16}" for k in keys) + "  ok(v) ok(p) |pred|≤1 |Σa|≤1 flops-")
+        for r in results[:25]:
+            print(" ".join(f"{r['settings'][k]:>16g}" for k in keys) +
+                  f"  {r['within_limit_verified']:>5} {r['within_limit_plain']:>5} {r['pred_within_1pt']:>8} "
+                  f"{r['sum_a_within_1pt']:>6} {r['mean_flops_saved_pct']:>5.1f}%")
+        print(f"({len(results)} settings × {results[0]['rows']} development rows; wall {wall:.1f} s)")
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "rlc_tune.json").write_text(json.dumps({"grid": TUNE_GRID, "results": results, "wall_s": wall}, indent=2))
+            print(f"wrote {out / 'rlc_tune.json'}")
+        return 0
+    rows = run(args.seeds, args.calib_source, calib_samples=args.calib_samples, verify=verify, settings=settings,
+               cache_dir=Path(args.cache_dir))
     wall = time.perf_counter() - t0
     if not args.quiet:
         hdr = (f"{'model':<11} {'method':<6} {'seed':>4} {'limit':>5} {'Σa':>6} {'pred':>6} {'meas':>6} {'|err|':>5} "
-               f"{'flops-':>7} {'bytes-':>7}  ranks")
+               f"{'m.sd':>5} {'p.sd':>5} {'flops-':>7} {'bytes-':>7}  ranks")
         print(hdr)
         print("-" * len(hdr))
         for x in rows:
@@ -215,17 +417,11 @@ def main(argv=None) -> int:
             print(f"{x['model']:<11} {x['method']:<6} {x['split']:>4} {x['limit_pts']:>5.1f} {x['sum_a_pts']:>6.2f} "
                   f"{x['predicted_pts']:>6.2f} "
                   f"{x['measured_pts']:>6.2f} {abs(x['predicted_pts'] - x['measured_pts']):>5.2f} "
+                  f"{x['meas_sd_pts']:>5.2f} {x['pred_sd_pts']:>5.2f} "
                   f"{x['flops_saved_pct']:>6.1f}% {x['bytes_saved_pct']:>6.1f}%  {ranks}{flag}")
         print()
     tab = table(rows)
-    print("| model | method | limit | mean Σa | mean pred | mean meas | max meas | rows ≤ limit | rows \\|err\\|≤1 "
-          "| rows \\|Σa − meas\\|≤1 | FLOPs saved | bytes saved |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for t in tab:
-        print(f"| {t['model']} | {t['method']} | {t['limit_pts']:g} | {t['mean_sum_a_pts']:.2f} | {t['mean_predicted_pts']:.2f} | "
-              f"{t['mean_measured_pts']:.2f} | {t['max_measured_pts']:.2f} | {t['within_limit']}/{t['rows']} | "
-              f"{t['within_1pt']}/{t['rows']} | {t['sum_a_within_1pt']}/{t['rows']} | {t['mean_flops_saved_pct']:.1f}% | "
-              f"{t['mean_bytes_saved_pct']:.1f}% |")
+    print_table(tab)
     summary = summarise(rows)
     print()
     print(f"{'model/method':<18} {'rows':>4} {'<=limit':>7} {'|err|<=1':>8} {'mean|err|':>9} {'max|err|':>8} {'bytes- @2':>9}")
@@ -238,18 +434,29 @@ def main(argv=None) -> int:
     n_err_a = sum(s["sum_a_within_1pt"] for s in summary.values())
     print(f"\nall: measured ≤ limit in {n_ok}/{len(rows)} rows, |pred − meas| ≤ 1 point in {n_err}/{len(rows)} rows "
           f"(|Σa − meas| ≤ 1 point in {n_err_a}/{len(rows)})")
-    where = ("whole test split" if args.calib_source == "train" else "held-out half of the test split")
-    print(f"(Σa: the planner's additive estimate; pred: {'verified (measured whole on calibration data × (1 + margin))' if verify else 'Σa'}; "
+    for lim in LIMITS:
+        r = [x for x in rows if x["limit_pts"] == lim]
+        print(f"  limit {lim:g}: {len(r)} rows, mean meas sd {np.mean([x['meas_sd_pts'] for x in r]):.2f} pts, mean pred sd "
+              f"{np.mean([x['pred_sd_pts'] for x in r]):.2f} pts; a perfect predictor of the population loss would miss "
+              f"|err| ≤ 1 in {np.sum([x['p_miss_perfect'] for x in r]):.1f} rows ({100 * np.mean([x['p_miss_perfect'] for x in r]):.0f}%) "
+              f"through the evaluation noise alone, {np.sum([x['p_miss_perfect_with_calib'] for x in r]):.1f} with the "
+              f"calibration-side noise too; observed misses {sum(abs(x['predicted_pts'] - x['measured_pts']) > 1 + 1e-9 for x in r)} "
+              f"(pred), {sum(abs(x['sum_a_pts'] - x['measured_pts']) > 1 + 1e-9 for x in r)} (Σa); a planner filling "
+              f"the budget meets both ≤ limit and |Σa − meas| ≤ 1 in at most {np.sum([x['p_both_at_best'] for x in r]):.1f} "
+              f"rows in expectation")
+    where = {"train": "whole test split", "dev": "held-out fold of the training split (development models)",
+             "test-half": "held-out half of the test split"}[args.calib_source]
+    print(f"(Σa: the planner's additive estimate; pred: {'verified (the choice measured whole on calibration data)' if verify else 'Σa'}; "
           f"meas: top-1 loss in points measured with onnxruntime on the {where}; "
           f"{'verified' if verify else 'plain Σa'} selection; wall {wall:.1f} s)")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        fname = "rlc_accuracy.json" if verify else "rlc_accuracy_no_verify.json"
+        fname = ("rlc_accuracy" + ("" if args.calib_source == "train" else f"_{args.calib_source}")
+                 + ("" if verify else "_no_verify") + ".json")
         (out / fname).write_text(json.dumps(
             {"rows": rows, "table": tab, "summary": summary, "calib_source": args.calib_source,
-             "calib_samples": args.calib_samples, "verify": verify, "target": args.target, "margin": args.margin,
-             "coverage": args.coverage, "wall_s": wall}, indent=2))
+             "calib_samples": args.calib_samples, "verify": verify, "settings": settings, "wall_s": wall}, indent=2))
         print(f"wrote {out / fname}")
     return 0
 

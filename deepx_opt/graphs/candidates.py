@@ -194,6 +194,20 @@ class CandidateGraph:
             )
         return self.estimator.verified_pts(ranks)
 
+    def refit(self, **settings) -> "CandidateGraph":
+        """Refit the estimator with other settings (:meth:`~deepx_opt.graphs.accuracy.Estimator.refit`: no new
+        measurement) and update every option's ``accuracy_loss_pts``; returns self. Used to choose the
+        estimator's settings on a development split (benchmarks/rlc_accuracy.py ``--tune``)."""
+        est = self.estimator
+        est.refit(**settings)
+        for v, opts in self.options.items():
+            for o in opts:
+                if o.rank is not None:
+                    o.accuracy_loss_pts = est.loss_pts(v, o.rank)
+        self.notes = [n for n in self.notes if not n.startswith("accuracy loss fitted")] + \
+            [n for n in est.notes if n.startswith("accuracy loss fitted")]
+        return self
+
     def totals(self, ranks: Mapping[str, int | None] | None = None) -> dict:
         """FLOPs, params and weight bytes of the whole model with ``ranks`` (dense when omitted)."""
         ranks = ranks or {}
@@ -230,6 +244,7 @@ def candidates(
     layers: Sequence[str] | None = None,
     n_configs: int | None = None,
     seed: int = 0,
+    estimator_options: Mapping[str, float] | None = None,
 ) -> CandidateGraph:
     """Compression options of every layer, with estimated accuracy loss.
 
@@ -260,6 +275,9 @@ def candidates(
         Random multi-layer configurations measured to fit the estimator.
     seed : int
         Seed of those configurations.
+    estimator_options : mapping, optional
+        Further estimator settings (``fit_cap_pts``, ``fit_min_pts``, ``layer_margin_pts``, ``verify_blend``;
+        see :class:`~deepx_opt.graphs.accuracy.Estimator`), default the module's.
 
     Returns
     -------
@@ -286,6 +304,7 @@ def candidates(
     est_kwargs = {} if margin is None else {"margin": margin}
     if coverage is not None:
         est_kwargs["coverage"] = coverage
+    est_kwargs.update(estimator_options or {})
     est = Estimator.build(model, fzs, calib=calib, labels=labels, factor_method=method, target=target, **est_kwargs)
     rank_sets: dict[str, list[int]] = {}
     for v, fz in fzs.items():

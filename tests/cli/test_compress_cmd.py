@@ -41,9 +41,15 @@ def test_compress_json_and_written_model_runs(files, capsys):
     rep = json.loads(capsys.readouterr().out)
     assert rep["predicted_loss_pts"] <= 2.0
     assert rep["measured"]["measured_loss_pts"] <= 2.0
-    # the verified prediction is the written model's measured disagreement on the calibration data + margin
+    # the verified prediction: the written model's disagreement on the calibration data (smoothed: samples close
+    # to flipping count part-way, so at least the count's share of it) + the per-layer margin
+    from deepx_opt.graphs.accuracy import DEFAULT_LAYER_MARGIN_PTS, DEFAULT_MARGIN
+
     assert rep["verified_loss_pts"] <= 2.0
-    assert rep["verified_loss_pts"] == pytest.approx(1.1 * (100 - rep["measured"]["agreement_pct"]))
+    n_layers = sum(r is not None for r in rep["ranks"].values())
+    smooth = (rep["verified_loss_pts"] - DEFAULT_LAYER_MARGIN_PTS * n_layers) / (1 + DEFAULT_MARGIN)
+    count = 100 - rep["measured"]["agreement_pct"]
+    assert 0 <= smooth and abs(smooth - count) <= 1.0
     assert rep["after"]["weight_bytes"] < rep["before"]["weight_bytes"]
     assert rep["after"]["flops"] < rep["before"]["flops"]
     assert rep["estimator"] == "disagreement" and rep["notes"] and rep["verified_on_calibration"]

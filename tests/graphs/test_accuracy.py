@@ -81,7 +81,8 @@ def test_labels_fit_is_additive_conservative_on_its_data(cnn, data):
     assert 0 < est.fit_["configs_fitted"] <= est.fit_["configs"] and est.beta_ == 2.0
     # verified loss: the whole configuration measured on the calibration data, plus the margin
     cfg2 = {"conv2": 4, "fc1": 4}
-    assert est.verified_pts(cfg2) == pytest.approx((1 + est.margin) * est.measure(cfg2)["loss_pts"])
+    assert est.verified_pts(cfg2) == pytest.approx((1 + est.margin) * est.measure(cfg2)["loss_pts"]
+                                                   + 2 * est.layer_margin_pts)
     for v, ranks in options.items():
         losses = [est.loss_pts(v, r) for r in ranks]
         assert all(a >= 0 for a in losses)
@@ -155,3 +156,65 @@ def test_data_aware_conv_factors_reduce_output_error_on_calibration(cnn, data):
             w_r, b_r = fz.low_rank_weight(r, method)
             err[method] = np.linalg.norm(cols @ w_r + b_r - z)
         assert err["data"] < err["weight"]
+
+
+def test_quantile_fit_covers_its_quantile_and_censors():
+    from deepx_opt.graphs.accuracy import _quantile_fit
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(200, 3))
+    s_true = np.array([2.0, 1.0, 3.0])
+    t = x @ s_true * rng.uniform(0.5, 1.5, size=200)
+    for tau in (0.5, 0.9):
+        s, shared = _quantile_fit(x, t, tau, cap_pts=1e9)
+        assert np.all(s >= 0) and shared > 0
+        covered = np.mean(x @ s >= t - 1e-9)
+        assert abs(covered - tau) < 0.06, (tau, covered)
+    # censoring: raising the targets above the cap changes nothing as long as the fit reaches the cap there
+    s_med, _ = _quantile_fit(x, t, 0.5, cap_pts=4.0)
+    t2 = np.where(t >= 4.0, t * 10, t)
+    s_cen, _ = _quantile_fit(x, t2, 0.5, cap_pts=4.0)
+    np.testing.assert_allclose(s_med, s_cen, rtol=1e-6, atol=1e-9)
+    # a capped fit is not bent by far-off targets: it is lower than the uncapped one on this convex curve
+    t3 = (x @ s_true) ** 2
+    low, _ = _quantile_fit(x, t3, 0.5, cap_pts=4.0)
+    high, _ = _quantile_fit(x, t3, 0.5, cap_pts=1e9)
+    assert np.sum(low) < np.sum(high)
+
+
+def test_refit_settings_without_new_measurements(cnn, data, monkeypatch):
+    x, y = data
+    options = {"conv2": [4, 8, 16], "fc1": [4, 8, 16, 32]}
+    est = Estimator.build(cnn, factorizers(cnn), options, calib=x, labels=y, factor_method="weight", n_configs=24)
+    calls = []
+    monkeypatch.setattr(est, "measure", lambda ranks: calls.append(ranks) or Estimator.measure(est, ranks))
+    cfg = {"conv2": 4, "fc1": 8}
+    est.refit(layer_margin_pts=0.0, soft_flip_width=0.0)  # plain counts, no additive margin
+    a90 = {(v, r): est.loss_pts(v, r) for v, rs in options.items() for r in rs}
+    est.refit(coverage=0.5, margin=0.0)
+    a50 = {k: est.loss_pts(*k) for k in a90}
+    assert calls == []  # refitting measures nothing new
+    assert sum(a50.values()) < sum(a90.values())  # the median lies below the 90 % quantile (+ margin)
+    assert est.fit_["coverage"] == 0.5 and est.fit_["margin"] == 0.0
+    # an additive margin per compressed layer, in a[v, r] and in the verified loss
+    m = est.measure(cfg)["disagree_pts"]
+    est.refit(layer_margin_pts=0.25)
+    for k, a in a50.items():
+        assert est.loss_pts(*k) == pytest.approx(a + 0.25)
+    assert est.verified_pts(cfg) == pytest.approx(m + 2 * 0.25)
+    # the verified loss blended with the median curve at the same configuration
+    est.refit(layer_margin_pts=0.0, verify_blend=0.25, margin=0.1)
+    g = sum(est.fit_["median_sensitivity"][v] * est.effects_[(v, r)].rel_err ** 2 for v, r in cfg.items())
+    assert est.verified_pts(cfg) == pytest.approx(1.1 * (0.25 * m + 0.75 * g))
+    # the smoothed target: samples close to flipping count part-way, so the 0.5-point width lies above the count
+    # here (few flips, many near misses); a vanishing width gives the count back
+    est.refit(verify_blend=1.0, margin=0.0, soft_flip_width=0.5)
+    assert est.verified_pts(cfg) > m
+    est.refit(soft_flip_width=1e-6)
+    assert est.verified_pts(cfg) == pytest.approx(m, abs=1e-6)
+    with pytest.raises(CompressionError, match=r"verify_blend 1\.5.*\[0, 1\]"):
+        est.refit(verify_blend=1.5)
+    with pytest.raises(CompressionError, match="unknown"):
+        est.refit(beta=3)
+    with pytest.raises(CompressionError, match="fit_cap_pts"):
+        Estimator.build(cnn, factorizers(cnn), calib=x, fit_cap_pts=0)

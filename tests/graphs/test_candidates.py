@@ -167,7 +167,11 @@ def test_verified_loss_is_the_whole_choice_measured_on_calibration(cg, mlp, digi
         verified = cg.verified_loss_pts(choice)
         assert verified <= limit + 1e-9
         agree = evaluate_model(cg.apply(choice), x, y, reference=ref)["agreement_pct"]
-        assert verified == pytest.approx((1 + cg.estimator.margin) * (100 - agree), abs=1e-9)
+        est = cg.estimator
+        m = est.measure(choice)
+        assert m["disagree_pts"] == pytest.approx(100 - agree, abs=1e-9)  # the probe is the written model
+        n_layers = sum(r is not None for r in choice.values())
+        assert verified == pytest.approx((1 + est.margin) * est._target(m) + est.layer_margin_pts * n_layers, abs=1e-9)
     with pytest.raises(CompressionError, match="calibration data"):
         candidates(mlp).verified_loss_pts({"fc1": 8})
 
@@ -184,3 +188,14 @@ def test_verify_corrects_an_optimistic_estimate(cg):
     checked = select_ranks(optimistic, 1.0, verify=True)
     assert optimistic.verified_loss_pts(checked) <= 1.0
     assert optimistic.totals(checked)["flops"] > optimistic.totals(plain)["flops"]
+
+
+def test_refit_updates_every_option(mlp, digits):
+    x, y, _, _ = digits
+    cg = candidates(mlp, calib=x[:300], labels=y[:300], method="weight", ranks=[0.25, 0.0625])
+    before = {(v, o.rank): o.accuracy_loss_pts for v, opts in cg.options.items() for o in opts if o.rank}
+    assert cg.refit(layer_margin_pts=cg.estimator.layer_margin_pts + 0.5) is cg
+    for (v, r), a in before.items():
+        assert cg.option(v, r).accuracy_loss_pts == pytest.approx(a + 0.5)
+    assert all(o.accuracy_loss_pts == 0.0 for opts in cg.options.values() for o in opts if o.rank is None)
+    assert sum("accuracy loss fitted" in n for n in cg.notes) == 1 and "per compressed layer" in cg.notes[-1]
