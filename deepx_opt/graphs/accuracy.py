@@ -8,26 +8,35 @@ estimate must be **additive** and **conservative**. How it is built:
    (BN-folded) matrix to a probe model. Recorded: the relative perturbation of the final outputs
    ``ρ[v,r] = ‖Z_{v,r} − Z‖_F / ‖Z‖_F``, the top-1 disagreement with the dense model, and with labels the
    top-1 accuracy drop.
-2. **Fit of the mapping.** Random multi-layer configurations (of the kind a planner picks) are measured the
-   same way, all layers compressed at once. The mapping ``a[v,r] = s_v · ρ[v,r]^β`` (a sensitivity ``s_v`` per
-   layer, ridge-pulled towards a shared one; ``β = 2``) is fitted by non-negative least squares so that
-   ``Σ_v a[v, r_v]`` matches the measured target of the configurations whose target is well measured (at
-   least :data:`FIT_MIN_PTS` points and :data:`FIT_MIN_SAMPLES` samples; clipped at :data:`FIT_CAP_PTS`), and
-   extrapolated below that. Logit perturbations of different layers add up like independent errors
-   (``ρ_total² ≈ Σ ρ_v²``), which is why the form is ``ρ²``. The extrapolation matters for training data
-   used as calibration data: the model's margins there are large, so small perturbations change almost no
-   answers on it while they do on unseen data (on ``digits_cnn``, ranks changing 0–1 of 600 training answers
-   lost 1–2 points on the test split), but ``ρ`` itself is the same on both (within 1 %). Target (``target=``):
-   ``"disagreement"`` (the default, labels or not; ``method="disagreement"``): the top-1 disagreement with
-   the dense model in points, which can only over-state the accuracy drop on the same data (a lost correct
-   answer is a changed answer), hence conservative; ``"loss"`` (needs labels; ``method="labels"``): the
-   measured accuracy drop in points, tighter but noisier.
-3. **Safety margin** (DeepX's "conservative redundancy"): all ``s_v`` are scaled up until the fitted sum
-   covers the measured target, to within one calibration sample, on ``coverage`` (default 90 %) of the
-   configurations, then multiplied by ``1 + margin`` (default 0.10). A layer left dense costs 0.
-4. **Verification** of a chosen configuration (:meth:`Estimator.verified_pts`, used by
+2. **Target** (``target=``): ``"disagreement"`` (the default, labels or not; ``method="disagreement"``): the
+   top-1 disagreement with the dense model in points, which can only over-state the accuracy drop on the same
+   data (a lost correct answer is a changed answer), hence conservative; smoothed (:data:`DEFAULT_SOFT_FLIP_WIDTH`):
+   a sample counts with the probability that a perturbation of ``0.25 ×`` the configuration's rms
+   logit-difference change, centred on the measured one, flips it, so a sample just short of flipping counts
+   part-way (less sampling noise than the count, and part of what unseen data with smaller margins shows).
+   ``"loss"`` (needs labels; ``method="labels"``): the measured accuracy drop in points, tighter but noisier.
+3. **Fit of the mapping.** Random multi-layer configurations (of the kind a planner picks) are measured the
+   same way, all layers compressed at once. ``a[v,r] = s_v · ρ[v,r]²`` (a sensitivity ``s_v`` per layer,
+   L1-pulled towards a shared one) is fitted as the ``coverage`` quantile (default 90 %) of the targets of the
+   configurations whose target is well measured (at least :data:`FIT_MIN_PTS` points and
+   :data:`FIT_MIN_SAMPLES` samples), censored at :data:`FIT_CAP_PTS` (a configuration above it only asks the
+   sum to reach it): a linear programme (pinball loss). Below the fitted range the ρ² law extrapolates.
+   Logit perturbations of different layers add up like independent errors (``ρ_total² ≈ Σ ρ_v²``), which is
+   why the form is ``ρ²``. The extrapolation matters for training data used as calibration data: the model's
+   margins there are large, so small perturbations change almost no answers on it while they do on unseen
+   data, but ``ρ`` itself is the same on both (within 1 %).
+4. **Safety margin** (DeepX's "conservative redundancy"): ``× (1 + margin)`` (default 0) and
+   ``+ layer_margin_pts`` (default 0.2) per compressed layer (unseen data changes answers that training data
+   does not show, the more the more layers are perturbed); a guard scales the sum up should the quantile cover
+   fewer than ``coverage`` of the fitted configurations to within one sample. A layer left dense costs 0.
+5. **Verification** of a chosen configuration (:meth:`Estimator.verified_pts`, used by
    ``select_ranks(..., verify=True)`` and ``deepx compress``): the whole configuration measured on the
-   calibration data, times ``1 + margin``; no coverage scaling, since it is one configuration, not a sum.
+   calibration data, with the same margins; no quantile, since it is one configuration, not a sum.
+
+The settings (``coverage``, ``fit_cap_pts``, ``fit_min_pts``, ``margin``, ``layer_margin_pts``,
+``soft_flip_width``, ``verify_blend``) were chosen on a development protocol inside the training split of the
+digits models (benchmarks/rlc_accuracy.py ``--calib-source dev --tune``), never on the test split;
+:meth:`Estimator.refit` changes them without measuring again.
 
 Without any calibration data the estimator falls back to ``method="weight-energy"``: ``a[v,r] = 100 ×``
 (fraction of the layer's spectral energy ``Σσ²`` discarded), i.e. keeping 99 % of a layer's energy costs one
@@ -35,7 +44,8 @@ point. It is not calibrated against any measurement and says so in ``notes``.
 
 Held-out calibration data measures what the model will do; its training data (often larger, and often all
 a user has) under-states the answers a *small* compression changes, because the model's margins there are
-large (``ρ`` itself is the same on both). The fitted range and the ``ρ²`` extrapolation (step 2) allow for it:
+large (``ρ`` itself is the same on both). The fitted range, the ``ρ²`` extrapolation, the smoothed target and
+the per-layer margin allow for it:
 benchmarks/rlc_accuracy.py calibrates on 600 training images and measures the whole test split (docs/rlc.md).
 """
 
@@ -566,6 +576,7 @@ class Estimator:
             "layer_margin_pts": self.layer_margin_pts,
             "coverage": self.coverage,
             "verify_blend": self.verify_blend,
+            "soft_flip_width": self.soft_flip_width,
             "covered_fraction": float(np.mean(final[keep] >= fit_t - 1e-9)),
             "covered_within_one_sample_fraction": float(np.mean(final[keep] >= fit_t - step_pts - 1e-9)),
             "mean_abs_err_pts": float(np.mean(np.abs(final[keep] - fit_t))),

@@ -375,7 +375,7 @@ def select_ranks(
     verify : bool
         Close the loop on the calibration data: measure the chosen configuration (all layers at once) and,
         while its verified loss (:meth:`CandidateGraph.verified_loss_pts`: the estimator's target measured on
-        the calibration data, times ``1 + margin``) exceeds the limit, select again under a budget lowered by
+        the calibration data, plus the estimator's margins) exceeds the limit, select again under a budget lowered by
         the excess. Needs an estimator with calibration data. The MILP planner uses the plain ``Σ a`` form;
         this is for ``deepx compress``.
 

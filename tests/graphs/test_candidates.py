@@ -6,7 +6,6 @@ import itertools
 import json
 import math
 
-import numpy as np
 import pytest
 
 from deepx_opt import zoo
