@@ -102,7 +102,7 @@ class _OpCase:
 
 
 #: Bumped whenever what calibration measures or fits changes, so cached host profiles are re-made.
-CALIBRATION_METHOD_VERSION = 5
+CALIBRATION_METHOD_VERSION = 6
 
 def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
     p = k // 2 if pad is None else pad
@@ -534,6 +534,14 @@ _DEFAULT_FEATURES = ("flops", "bytes", "cold")
 #: Weight of an in-model (zoo block) sample against a grid sample in the fit: they are timed in the context
 #: the predictions are for.
 ZOO_WEIGHT = 4.0
+#: Local correction (LatencyModel.set_local_correction) towards in-model samples: kernel bandwidth in
+#: log-shape units, shrink towards the regression, and the weight of the model's working set (log bytes) in
+#: the distance — samples timed inside a model of another size count less.
+LOCAL_BANDWIDTH = 0.1
+LOCAL_SHRINK = 0.05
+LOCAL_CONTEXT_SCALE = 0.0
+#: Bandwidth of the narrow second kernel that reproduces the very shapes measured (None: none).
+LOCAL_RECALL_BANDWIDTH = 0.05
 #: A variant gets its own model from this many samples on (fewer: its kind's model costs it).
 MIN_VARIANT_SAMPLES = 4
 
@@ -612,6 +620,7 @@ def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], bl
     singles = [(b.works[0], net(b.latency_us), zoo_weight) for b in blocks if len(b.works) == 1]
     multi = [b for b in blocks if len(b.works) > 1]
     models = _fit_keyed(items + singles)
+    split_of: dict[BlockSample, list[tuple[OpWork, float]]] = {}
     if multi:
         split = []
         for b in multi:
@@ -619,7 +628,8 @@ def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], bl
             if any(p is None for p in preds) or sum(preds) <= 0:
                 continue
             tot = sum(preds)
-            split += [(w, net(b.latency_us) * p / tot, zoo_weight) for w, p in zip(b.works, preds)]
+            split_of[b] = [(w, net(b.latency_us) * p / tot) for w, p in zip(b.works, preds)]
+            split += [(w, t, zoo_weight) for w, t in split_of[b]]
         models = _fit_keyed(items + singles + split)
     # kinds never seen inside a model: the in-model excess of small ops, i.e. how much more the models of
     # kinds seen in models (dominated by their in-model samples) predict for small grid ops than those took
@@ -632,22 +642,106 @@ def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], bl
                 diffs.append(p - net(s.latency_us))
     excess = max(0.0, float(statistics.median(diffs))) if diffs else 0.0
     # local correction of each model by the in-model samples it costs (near a shape measured inside a model,
-    # the prediction approaches that measurement; see LatencyModel.set_local_correction)
+    # the prediction approaches that measurement; see LatencyModel.set_local_correction), its kernel chosen
+    # by cross-validation over the zoo runs
     if local_correction:
-        inmodel = singles + (split if multi else [])
-        by_key: dict[str, list] = {}
-        for w, t, _ in inmodel:
-            key = next((k for k in model_keys(w) if k in models), None)
-            if key is not None:
-                by_key.setdefault(key, []).append((w, t))
-        for key, its in by_key.items():
-            m = LatencyModel.from_dict(models[key]).set_local_correction([w for w, _ in its], [t for _, t in its])
+        inmodel = [((b.model, b.variant), b.works[0], net(b.latency_us)) for b in blocks if len(b.works) == 1]
+        if multi:
+            inmodel += [((b.model, b.variant), w, t) for b, its in split_of.items() for w, t in its]
+        bw, cs = choose_local_correction(models, inmodel, blocks, block_overhead_us)
+        for key, m in _corrected(models, inmodel, bw, cs).items():
             models[key] = m.to_dict()
+            models[key]["local_correction_cv"] = {"bandwidth": bw, "context_scale": cs}
     for key, md in models.items():
         if key.split("/")[0] not in seen:
             md["coef_"][0] += excess
             md["in_model_excess_us"] = round(excess, 3)
     return models
+
+
+#: Kernels tried for the local correction (bandwidth in log-shape units, weight of the log working set).
+LOCAL_CORRECTION_GRID = tuple((bw, cs) for bw in (0.1, 0.2, 0.3, 0.5) for cs in (0.0, 0.5, 1.0, 2.0))
+
+
+def _corrected(models: dict[str, dict], inmodel: Sequence[tuple], bandwidth: float,
+               context_scale: float, recall: bool = True) -> dict[str, LatencyModel]:
+    """Each model that costs some of the in-model samples ``(group, work, µs)``, locally corrected by them."""
+    from deepx_opt.cost_models.latency import model_keys
+
+    by_key: dict[str, list] = {}
+    for _, w, t in inmodel:
+        key = next((k for k in model_keys(w) if k in models), None)
+        if key is not None:
+            by_key.setdefault(key, []).append((w, t))
+    return {key: LatencyModel.from_dict(models[key]).set_local_correction(
+                [w for w, _ in its], [t for _, t in its], bandwidth=bandwidth, shrink=LOCAL_SHRINK,
+                context_scale=context_scale, recall_bandwidth=LOCAL_RECALL_BANDWIDTH if recall else None)
+            for key, its in by_key.items()}
+
+
+def choose_local_correction(models: dict[str, dict], inmodel: Sequence[tuple], blocks: Sequence[BlockSample],
+                            block_overhead_us: float) -> tuple[float, float]:
+    """(bandwidth, context scale) of the local correction, from :data:`LOCAL_CORRECTION_GRID`, that best
+    predicts each zoo run — one model at one rank, ``group`` — from corrections built on the *other* runs
+    (mean |log error| of its blocks): how well the correction carries to ranks and models it has not seen."""
+    from deepx_opt.cost_models.latency import model_keys
+
+    groups = sorted({g for g, _, _ in inmodel})
+    if len(groups) < 3:
+        return LOCAL_BANDWIDTH, LOCAL_CONTEXT_SCALE
+    gid = {g: i for i, g in enumerate(groups)}
+    plain = {k: LatencyModel.from_dict(md) for k, md in models.items()}
+    # the correction's points per model key, and every step of a zoo block to predict (block index, key)
+    pts: dict[str, list] = {}
+    for g, w, t in inmodel:
+        key = next((k for k in model_keys(w) if k in models), None)
+        if key is not None:
+            pts.setdefault(key, []).append((gid[g], w, t))
+    steps: dict[str, list] = {}
+    base = []
+    todo = [b for b in blocks if (b.model, b.variant) in gid]
+    for bi, b in enumerate(todo):
+        for w in b.works:
+            key = next((k for k in model_keys(w) if k in models), None)
+            if key is None:
+                continue
+            steps.setdefault(key, []).append((bi, w))
+    for key in steps:
+        steps[key] = (np.array([bi for bi, _ in steps[key]]), [w for _, w in steps[key]])
+        base.append((key, plain[key].predict(steps[key][1])))
+    base = dict(base)
+    qgroup = np.array([gid[(b.model, b.variant)] for b in todo])
+    y = np.array([b.latency_us for b in todo])
+    best, best_err = (LOCAL_BANDWIDTH, LOCAL_CONTEXT_SCALE), float("inf")
+    for bw, cs in LOCAL_CORRECTION_GRID:
+        pred = np.full(len(todo), float(block_overhead_us))
+        for key, (bidx, ws) in steps.items():
+            mult = np.ones(len(ws))
+            if key in pts:
+                pg = np.array([g for g, _, _ in pts[key]])
+                m = LatencyModel.from_dict(models[key]).set_local_correction(
+                    [w for _, w, _ in pts[key]], [t for _, _, t in pts[key]], bandwidth=bw, shrink=LOCAL_SHRINK,
+                    context_scale=cs)
+                P = np.asarray(m.local_points_)
+                Z = m._shape_coords(_feature_rows(m, ws), _contexts(ws))
+                d2 = ((Z[:, None, :] - P[None, :, :-1]) ** 2).sum(axis=2)
+                k = np.exp(-0.5 * d2 / bw ** 2) * (pg[None, :] != qgroup[bidx][:, None])  # other runs only
+                mult = np.exp((k @ P[:, -1]) / (k.sum(axis=1) + LOCAL_SHRINK))
+            np.add.at(pred, bidx, base[key] * mult)
+        err = float(np.mean(np.abs(np.log(np.maximum(pred, 1e-9) / y))))
+        if err < best_err - 1e-9:
+            best, best_err = (bw, cs), err
+    return best
+
+
+def _feature_rows(model: LatencyModel, works: Sequence[OpWork]) -> np.ndarray:
+    from deepx_opt.cost_models.latency import _as_matrix
+
+    return _as_matrix(list(works), model.features, model.cache_bytes_)
+
+
+def _contexts(works: Sequence[OpWork]) -> np.ndarray:
+    return np.array([float(w.context_bytes) for w in works])
 
 
 def _work_dict(w: OpWork) -> dict:

@@ -306,6 +306,15 @@ def _as_matrix(X: Any, features: Sequence[str], cache_bytes: float = 0.0) -> np.
     return A
 
 
+def _context_of(X: Any, n: int) -> np.ndarray | None:
+    """``context_bytes`` of each sample when ``X`` holds :class:`OpWork` items (None for a feature matrix)."""
+    if isinstance(X, OpWork):
+        return np.array([float(X.context_bytes)])
+    if isinstance(X, (list, tuple)) and len(X) == n and X and isinstance(X[0], OpWork):
+        return np.array([float(w.context_bytes) for w in X])
+    return None
+
+
 def _eval(family: str, coef: np.ndarray, X: np.ndarray) -> np.ndarray:
     """``linear``: c0 + Σ cj·xj; ``roofline``: c0 + max(c1·x1, c2·x2) + Σ_{j>2} cj·xj."""
     coef = np.asarray(coef, dtype=float)
@@ -518,27 +527,41 @@ class LatencyModel:
         pts = getattr(self, "local_points_", None)
         if pts is None or len(pts) == 0:
             return base
-        return base * np.exp(self._correction(A))
+        return base * np.exp(self._correction(A, _context_of(X, len(A))))
 
-    def _shape_coords(self, A: np.ndarray) -> np.ndarray:
+    def _shape_coords(self, A: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         cols = [j for j, f in enumerate(self.features) if f in _SHAPE_FEATURES]
-        return np.log1p(np.maximum(A[:, cols], 0.0))
+        Z = np.log1p(np.maximum(A[:, cols], 0.0))
+        scale = getattr(self, "local_context_scale_", 0.0)
+        if scale:
+            ctx = np.zeros(len(A)) if context is None else np.asarray(context, dtype=float)
+            Z = np.c_[Z, scale * np.log1p(np.maximum(ctx, 0.0))]
+        return Z
 
-    def _correction(self, A: np.ndarray) -> np.ndarray:
+    def _correction(self, A: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         P = np.asarray(self.local_points_, dtype=float)
-        Z = self._shape_coords(A)
+        Z = self._shape_coords(A, context)
         d2 = ((Z[:, None, :] - P[None, :, :-1]) ** 2).sum(axis=2)
         k = np.exp(-0.5 * d2 / self.local_bandwidth_ ** 2)
-        return (k @ P[:, -1]) / (k.sum(axis=1) + self.local_shrink_)
+        out = (k @ P[:, -1]) / (k.sum(axis=1) + self.local_shrink_)
+        rec = getattr(self, "local_recall_", None)
+        if rec:
+            k2 = np.exp(-0.5 * d2 / rec["bandwidth"] ** 2)
+            out = out + (k2 @ np.asarray(rec["values"])) / (k2.sum(axis=1) + self.local_shrink_)
+        return out
 
     def set_local_correction(self, X: Any, y_us: Any, *, bandwidth: float = 0.1,
-                             shrink: float = 0.05) -> "LatencyModel":
+                             shrink: float = 0.05, context_scale: float = 0.0,
+                             recall_bandwidth: float | None = None) -> "LatencyModel":
         """Correct the regression locally with measured samples ``X``, ``y_us`` (ops timed inside models):
         a prediction is multiplied by ``exp(Σ k_i r_i / (Σ k_i + shrink))`` where ``r_i`` is sample i's log
         ratio measured / regression and ``k_i = exp(−d_i² / 2·bandwidth²)`` a Gaussian kernel of the distance
-        between log-shapes (``ln(1 + x)`` of flops, bytes, im2col bytes). Near a measured shape the
-        prediction approaches the measurement; far from every one (or with ``shrink`` large) it is the
-        regression. Returns ``self``.
+        between log-shapes (``ln(1 + x)`` of flops, bytes, im2col bytes and, with ``context_scale`` > 0,
+        ``context_scale · ln(1 + context bytes)``: the working set of the model the op ran in). Near a
+        measured shape the prediction approaches the measurement; far from every one (or with ``shrink``
+        large) it is the regression. ``recall_bandwidth`` (e.g. 0.05) adds a second, narrow kernel on what
+        the first leaves of each sample's log ratio, so that a broad correction (which carries to unseen
+        shapes) still reproduces the shapes it was given. Returns ``self``.
         """
         self._check_fitted()
         A = _as_matrix(X, self.features, self.cache_bytes_)
@@ -547,11 +570,20 @@ class LatencyModel:
             raise CostModelError(f"local correction: {len(A)} samples need as many finite latencies > 0 µs")
         if not bandwidth > 0 or not shrink > 0:
             raise CostModelError(f"local correction: bandwidth {bandwidth!r} and shrink {shrink!r} must be > 0")
+        if not context_scale >= 0:
+            raise CostModelError(f"local correction: context_scale {context_scale!r} must be >= 0")
         self.local_points_ = None
+        self.local_context_scale_ = float(context_scale)
         r = np.log(y) - np.log(np.maximum(_eval(self.family_, np.asarray(self.coef_), A), 1e-9))
-        self.local_points_ = np.c_[self._shape_coords(A), r].tolist()
+        self.local_points_ = np.c_[self._shape_coords(A, _context_of(X, len(A))), r].tolist()
         self.local_bandwidth_ = float(bandwidth)
         self.local_shrink_ = float(shrink)
+        self.local_recall_ = None
+        if recall_bandwidth is not None:
+            if not recall_bandwidth > 0:
+                raise CostModelError(f"local correction: recall_bandwidth {recall_bandwidth!r} must be > 0")
+            left = r - self._correction(A, _context_of(X, len(A)))
+            self.local_recall_ = {"bandwidth": float(recall_bandwidth), "values": [float(v) for v in left]}
         return self
 
     # -------------------------------------------------------------- (de)serialise
@@ -565,6 +597,10 @@ class LatencyModel:
             d["cv_mape_"] = {k: round(v, 3) for k, v in self.cv_mape_.items()}
         if getattr(self, "local_points_", None):
             d["local_correction"] = {"bandwidth": self.local_bandwidth_, "shrink": self.local_shrink_,
+                                     "context_scale": getattr(self, "local_context_scale_", 0.0),
+                                     **({"recall": {"bandwidth": self.local_recall_["bandwidth"],
+                                                    "values": [round(v, 6) for v in self.local_recall_["values"]]}}
+                                        if getattr(self, "local_recall_", None) else {}),
                                      "points": [[round(v, 6) for v in pt] for pt in self.local_points_]}
         return d
 
@@ -599,18 +635,31 @@ class LatencyModel:
         m.n_samples_ = int(d.get("n_samples_", 0))
         lc = d.get("local_correction")
         if lc is not None:
-            ncoord = sum(f in _SHAPE_FEATURES for f in feats)
             try:
                 pts = np.asarray(lc["points"], dtype=float)
                 bw, sh = float(lc["bandwidth"]), float(lc["shrink"])
+                cs = float(lc.get("context_scale", 0.0))
             except (KeyError, TypeError, ValueError):
                 raise ProfileError("local_correction: expected {bandwidth, shrink, points: [[coords..., "
                                    "log ratio], ...]}") from None
-            if pts.ndim != 2 or pts.shape[1] != ncoord + 1 or not np.all(np.isfinite(pts)) or not (bw > 0 and sh > 0):
+            ncoord = sum(f in _SHAPE_FEATURES for f in feats) + (1 if cs else 0)
+            if pts.ndim != 2 or pts.shape[1] != ncoord + 1 or not np.all(np.isfinite(pts)) or not (bw > 0 and sh > 0) \
+                    or cs < 0:
                 raise ProfileError(f"local_correction: points must be rows of {ncoord + 1} finite numbers and "
                                    f"bandwidth, shrink > 0; got shape {pts.shape}, {bw!r}, {sh!r}")
             m.local_points_ = pts.tolist()
-            m.local_bandwidth_, m.local_shrink_ = bw, sh
+            m.local_bandwidth_, m.local_shrink_, m.local_context_scale_ = bw, sh, cs
+            m.local_recall_ = None
+            rec = lc.get("recall")
+            if rec is not None:
+                try:
+                    rbw, vals = float(rec["bandwidth"]), [float(v) for v in rec["values"]]
+                except (KeyError, TypeError, ValueError):
+                    raise ProfileError("local_correction.recall: expected {bandwidth, values: [...]}") from None
+                if not rbw > 0 or len(vals) != len(pts) or not all(math.isfinite(v) for v in vals):
+                    raise ProfileError(f"local_correction.recall: bandwidth > 0 and {len(pts)} finite values "
+                                       f"expected; got {rbw!r} and {len(vals)} values")
+                m.local_recall_ = {"bandwidth": rbw, "values": vals}
         return m
 
     def __repr__(self) -> str:

@@ -169,3 +169,32 @@ def test_host_profile_cache(tmp_path, monkeypatch, cpu_profile):
     assert p2.to_dict() == p1.to_dict()
     host_profile(["cpu"], mode="quick", refresh=True, progress=False)
     assert len(calls) == 2
+
+
+def test_local_correction_kernel_chosen_by_cross_validation_over_zoo_runs():
+    """In-model GEMVs cost 1.6× the grid inside one model's working set and 1× inside another's; held-out
+    runs (other ranks) are predicted best by a broad kernel that weighs the working set — and the fitted
+    models carry the choice."""
+    from deepx_opt.cost_models.calibrate import choose_local_correction
+
+    grid = [Sample(OpWork("gemm", 2 * kb * 256, kb * 1024.0, "Gemm", variant="gemv"), 10 + kb)
+            for kb in (1, 2, 4, 8, 16, 64, 256, 1024, 4096)]
+    blocks = []
+    for model, ctx, slow in (("small", 2e5, 1.6), ("large", 2e8, 1.0)):
+        for variant, kbs in (("dense", (24, 96, 384)), ("rank=0.35", (9, 34, 134)), ("rank=0.125", (3, 12, 48))):
+            for kb in kbs:
+                w = OpWork("gemm", 2 * kb * 256, kb * 1024.0, "Gemm", variant="gemv", context_bytes=ctx)
+                blocks.append(BlockSample((w,), slow * (10 + kb), model, f"fc{kb}", variant))
+    models = fit_latency_models(grid, blocks, 0.0)
+    chosen = models["gemm/gemv"]["local_correction_cv"] if "gemm/gemv" in models else models["gemm"]["local_correction_cv"]
+    assert chosen["bandwidth"] >= 0.3 and chosen["context_scale"] > 0, chosen
+    key = "gemm/gemv" if "gemm/gemv" in models else "gemm"
+    m = LatencyModel.from_dict(models[key])
+    unseen = [OpWork("gemm", 2 * 20 * 256, 20 * 1024.0, "Gemm", variant="gemv", context_bytes=c) for c in (2e5, 2e8)]
+    small, large = m.predict(unseen)
+    assert small == pytest.approx(1.6 * 30, rel=0.12) and large == pytest.approx(30, rel=0.12)
+    # the choice itself, from the regressions before correction and the in-model samples
+    plain = {k: {f: v for f, v in md.items() if not f.startswith("local_correction")} for k, md in models.items()}
+    inmodel = [((b.model, b.variant), b.works[0], b.latency_us) for b in blocks]
+    bw, cs = choose_local_correction(plain, inmodel, blocks, 0.0)
+    assert (bw, cs) == (chosen["bandwidth"], chosen["context_scale"])

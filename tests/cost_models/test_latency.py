@@ -267,3 +267,32 @@ def test_whole_model_summary_carries_the_models_working_set():
     ctx = context_bytes_of(model_shapes(m))
     assert ctx > sum(w.nbytes for w in m.weights.values())
     assert s.works and all(w.context_bytes == ctx for w in s.works)
+
+
+def test_context_scaled_correction_with_recall_kernel():
+    """A broad, context-aware correction carries a measured in-model slowdown to nearby shapes of the same
+    model's working set but not to another model's; the narrow recall kernel reproduces the measured shapes."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(5)
+    grid = [OpWork("gemm", nb / 2, nb, "Gemm", variant="gemv") for nb in 10 ** rng.uniform(4, 7, 30)]
+    m = LatencyModel("linear").fit(grid, [2.0 + w.bytes / 20e3 for w in grid])
+    # inside a 6 MB model the same GEMVs take 1.5× the grid's time, with ±8 % scatter per shape
+    inside = [OpWork("gemm", nb / 2, nb, "Gemm", variant="gemv", context_bytes=6e6) for nb in (2e5, 4e5, 8e5)]
+    meas = [1.5 * m.predict(w)[0] * f for w, f in zip(inside, (1.08, 0.92, 1.05))]
+    m.set_local_correction(inside, meas, bandwidth=0.5, context_scale=1.0, recall_bandwidth=0.05)
+    for w, t in zip(inside, meas):  # the recall kernel: the measured shapes themselves come back
+        assert m.predict(w)[0] == pytest.approx(t, rel=0.03)
+    between = OpWork("gemm", 3e5 / 2, 3e5, "Gemm", variant="gemv", context_bytes=6e6)
+    plain = LatencyModel.from_dict({k: v for k, v in m.to_dict().items() if k != "local_correction"})
+    assert 1.3 < m.predict(between)[0] / plain.predict(between)[0] < 1.6  # carried to an unseen rank
+    other = replace(between, context_bytes=240e6)  # a model 40× larger: hardly corrected
+    assert m.predict(other)[0] / plain.predict(other)[0] < 1.1
+    m2 = LatencyModel.from_dict(m.to_dict())
+    assert m2.predict([between, other] + inside) == pytest.approx(m.predict([between, other] + inside))
+    bad = m.to_dict()
+    bad["local_correction"]["recall"]["values"] = [0.0]
+    with pytest.raises(ProfileError, match="recall"):
+        LatencyModel.from_dict(bad)
+    with pytest.raises(CostModelError, match="context_scale"):
+        m.set_local_correction(inside, meas, context_scale=-1.0)
