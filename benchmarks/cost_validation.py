@@ -70,8 +70,8 @@ ENERGY_FRACTIONS = (None, 0.5, 0.25)
 
 
 def _sm_clock_mhz() -> float | None:
-    """The first GPU's SM clock now (NVML), or None: light work leaves a GPU at low clocks, which is why
-    back-to-back runs of small models are slower than the latency model's primed measurements."""
+    """The first GPU's SM clock now (NVML), or None (a diagnostic: light work can leave a GPU at low
+    clocks)."""
     try:
         import pynvml
 
@@ -81,64 +81,88 @@ def _sm_clock_mhz() -> float | None:
         return None
 
 
-def _nvml_energy(profile, proc_name: str, graph, fractions=ENERGY_FRACTIONS, reps: int = 20,
-                 window_s: float = 1.0, repeat_dense: bool = False) -> list[dict]:
-    """Whole-model energy per inference measured by NVML (the runtime executor's own reading: board energy
-    over >= ``window_s`` of back-to-back runs) vs predicted, for the model dense and at each rank fraction,
-    all on one processor (and the dense model once more at the end with ``repeat_dense``: the
-    measurement's own repeatability). Predictions: ``before`` = the processor's active power (a kernel
-    loop's) × predicted latency; ``after`` = the profile's power model (:func:`deepx_opt.cost_models.
-    energy.plan_energy_uj` of the predicted blocks: the planner's per-option energies plus the per-run
-    energy); ``after_at_measured`` = the same model at the blocks' latencies measured as the latency model
-    is calibrated (primed, minimum of 5 runs; its error is the power model's own, without the latency
-    model's)."""
+def energy_variants(graph, fractions=ENERGY_FRACTIONS) -> list[tuple[str, object]]:
+    """``(variant name, ModelGraph)`` of a zoo model: dense and every factorisable layer at each fraction."""
+    from deepx_opt.cost_models.calibrate import timing_variant
+
+    rng = np.random.default_rng(3)
+    out = []
+    for f in fractions:
+        g = timing_variant(graph, f, rng)
+        if g is not None:
+            out.append(("dense" if f is None else f"rank={f:g}", g))
+    return out
+
+
+def _nvml_energy(profile, proc_name: str, model_name: str, variant: str, g, reps: int = 20,
+                 window_s: float = 1.0) -> dict | None:
+    """One whole-model energy measurement by NVML (the runtime executor's own reading: board energy per
+    inference over >= ``window_s`` of back-to-back runs) of ``g`` on one processor, with the predictions:
+    ``before`` = the processor's active power (a kernel loop's) × predicted latency; ``after`` = the
+    profile's power model (:func:`deepx_opt.cost_models.energy.plan_energy_uj` of the predicted blocks: the
+    planner's per-option energies plus the per-run energy); ``after_at_measured`` = the same model at the
+    blocks' latencies measured as the latency model is calibrated (:func:`deepx_opt.cost_models.power.
+    primed_block_us`; its error is the power model's own, without the latency model's). None without NVML."""
     try:
         import pynvml  # noqa: F401
     except ImportError:
-        return []
-    from deepx_opt.cost_models.calibrate import measure_model_blocks, model_block_works, timing_variant
+        return None
+    from deepx_opt.cost_models.calibrate import model_block_works
     from deepx_opt.cost_models.energy import plan_energy_uj, power_model_of
     from deepx_opt.cost_models.latency import predict_work_us
-    from deepx_opt.cost_models.power import PowerSample, sample_to_list
+    from deepx_opt.cost_models.power import PowerSample, primed_block_us, sample_to_list
     from deepx_opt.runtime.executor import execute_graph
 
     proc = profile.processor(proc_name)
     model = power_model_of(profile, proc_name)
+    rng = np.random.default_rng(4)
+    works = model_block_works(g)
+    primed = primed_block_us(proc.backend, g)
+    x = {n: rng.standard_normal(i.shape).astype(i.dtype) for n, i in g.inputs.items()}
+    _, rep = execute_graph(g, {v: proc.backend for v in g.layers()}, x, repeat=reps, warmup=3,
+                           energy_window_s=window_s)
+    if rep.energy_uj is None:
+        return None
+    clock = _sm_clock_mhz()
+    pred_block = {v: proc.block_overhead_us + sum(predict_work_us(profile, proc_name, w) for w in ws)
+                  for v, ws in works.items()}
+    pred_us = sum(pred_block.values())
+    wall_us = rep.energy_window_s / rep.energy_runs * 1e6 if rep.energy_runs else 0.0
+    sample = PowerSample(f"{model_name}:{variant}", model_name, float(rep.energy_uj),
+                         tuple((primed[v], tuple(works[v])) for v in g.layers()), 1.0, wall_us)
+    row = {"processor": proc_name, "model": model_name, "variant": variant,
+           "measured_mj": rep.energy_uj / 1e3, "measured_ms": rep.latency_us / 1e3,
+           "energy_run_blocks_ms": sum(b.latency_us for b in rep.blocks.values()) / 1e3,
+           "primed_blocks_ms": sum(primed.values()) / 1e3, "wall_ms_per_run": wall_us / 1e3,
+           "mean_power_w": rep.energy_uj / wall_us if wall_us else None, "sm_clock_mhz": clock,
+           "idle_power_w": rep.idle_power_w, "energy_runs": rep.energy_runs,
+           "predicted_ms": pred_us / 1e3, "before_mj": proc.active_power_w * pred_us / 1e3,
+           "power_source": proc.power_source, "sample": sample_to_list(sample)}
+    if model is not None:
+        row["after_mj"] = plan_energy_uj(profile, blocks=[(proc_name, pred_block[v], works[v])
+                                                          for v in g.layers()]).total_uj / 1e3
+        row["after_at_measured_mj"] = model.predict_run_uj([(primed[v], works[v]) for v in g.layers()]) / 1e3
+    return row
+
+
+def _aggregate_energy(passes: list[dict]) -> list[dict]:
+    """One row per (processor, model, variant): measured = the mean of the passes (each pass measured in
+    another order), with every pass's value and the spread ((max − min) / mean); errors against the mean."""
+    keyed: dict[tuple, list[dict]] = {}
+    for r in passes:
+        keyed.setdefault((r["processor"], r["model"], r["variant"]), []).append(r)
     out = []
-    rng = np.random.default_rng(3)
-    variants = [(f, timing_variant(graph, f, rng)) for f in fractions]
-    if repeat_dense and None in fractions:
-        variants.append(("repeat", graph))
-    for frac, g in variants:
-        if g is None:
-            continue
-        works = model_block_works(g)
-        primed = measure_model_blocks(proc.backend, g, warmup=2, reps=5)
-        x = {n: rng.standard_normal(i.shape).astype(i.dtype) for n, i in g.inputs.items()}
-        _, rep = execute_graph(g, {v: proc.backend for v in g.layers()}, x, repeat=reps, warmup=3,
-                               energy_window_s=window_s)
-        if rep.energy_uj is None:
-            return out
-        clock = _sm_clock_mhz()
-        pred_block = {v: proc.block_overhead_us + sum(predict_work_us(profile, proc_name, w) for w in ws)
-                      for v, ws in works.items()}
-        pred_us = sum(pred_block.values())
-        variant = "dense" if frac is None else "dense again" if frac == "repeat" else f"rank={frac:g}"
-        wall_us = rep.energy_window_s / rep.energy_runs * 1e6 if rep.energy_runs else 0.0
-        sample = PowerSample(f"{g.name}:{variant}", graph.name, float(rep.energy_uj),
-                             tuple((primed[v], tuple(works[v])) for v in g.layers()), 1.0, wall_us)
-        row = {"processor": proc_name, "model": graph.name, "variant": variant,
-               "measured_mj": rep.energy_uj / 1e3, "measured_ms": rep.latency_us / 1e3,
-               "energy_run_blocks_ms": sum(b.latency_us for b in rep.blocks.values()) / 1e3,
-               "primed_blocks_ms": sum(primed.values()) / 1e3, "wall_ms_per_run": wall_us / 1e3,
-               "mean_power_w": rep.energy_uj / wall_us if wall_us else None, "sm_clock_mhz": clock,
-               "idle_power_w": rep.idle_power_w, "energy_runs": rep.energy_runs,
-               "predicted_ms": pred_us / 1e3, "before_mj": proc.active_power_w * pred_us / 1e3,
-               "power_source": proc.power_source, "sample": sample_to_list(sample)}
-        if model is not None:
-            row["after_mj"] = plan_energy_uj(profile, blocks=[(proc_name, pred_block[v], works[v])
-                                                              for v in g.layers()]).total_uj / 1e3
-            row["after_at_measured_mj"] = model.predict_run_uj([(primed[v], works[v]) for v in g.layers()]) / 1e3
+    for key, rs in keyed.items():
+        row = dict(rs[0])
+        row.pop("sample", None)
+        ms = [r["measured_mj"] for r in rs]
+        row["measured_mj"] = float(np.mean(ms))
+        row["measured_passes_mj"] = ms
+        row["spread_pct"] = (max(ms) - min(ms)) / row["measured_mj"] * 100
+        for k in ("wall_ms_per_run", "energy_run_blocks_ms", "primed_blocks_ms", "mean_power_w",
+                  "after_at_measured_mj"):
+            if all(r.get(k) is not None for r in rs):
+                row[k] = float(np.mean([r[k] for r in rs]))
         for k in ("before", "after", "after_at_measured"):
             if f"{k}_mj" in row:
                 row[f"{k}_err_pct"] = (row[f"{k}_mj"] - row["measured_mj"]) / row["measured_mj"] * 100
@@ -147,7 +171,7 @@ def _nvml_energy(profile, proc_name: str, graph, fractions=ENERGY_FRACTIONS, rep
 
 
 def _energy_report(prof, energy: list[dict]) -> str:
-    """The energy tables: per model and variant, and a summary of |error| before/after."""
+    """The energy tables: the power model and its fit, per model and variant, and |error| before/after."""
     from deepx_opt.cost_models.energy import power_model_of
 
     lines = []
@@ -173,35 +197,29 @@ def _energy_report(prof, energy: list[dict]) -> str:
         def cell(k):
             return f"{e[k + '_mj']:.1f} ({e[k + '_err_pct']:+.0f}%)" if k + "_mj" in e else "-"
         rows.append([e["processor"], e["model"], e["variant"], f"{e['measured_mj']:.1f}",
+                     "/".join(f"{v:.0f}" for v in e["measured_passes_mj"]), f"{e['spread_pct']:.0f}%",
                      f"{e['mean_power_w']:.0f}" if e.get("mean_power_w") else "-",
                      f"{e['sm_clock_mhz']:.0f}" if e.get("sm_clock_mhz") else "-",
                      f"{e['wall_ms_per_run']:.3f}", f"{e['energy_run_blocks_ms']:.3f}", f"{e['primed_blocks_ms']:.3f}",
                      f"{e['predicted_ms']:.3f}", cell("before"), cell("after"), cell("after_at_measured")])
     lines.append("")
-    lines.append("whole-model energy per inference, NVML board energy vs predicted (before: active power × "
-                 "predicted latency; after: power model at predicted latencies; after@meas: at primed measured "
-                 "ones). W: measured mean power; MHz: SM clock after the window; wall: per run in the window; "
-                 "blocks: sum of block latencies in the window's runs / primed (min of 5)")
-    lines.append(_table(["processor", "model", "variant", "measured mJ", "W", "MHz", "wall ms", "blocks ms",
-                         "primed ms", "pred ms", "before mJ", "after mJ", "after@meas mJ"], rows))
-    first = [e for e in energy if e["variant"] != "dense again"]
-    again = {(e["processor"], e["model"]): e for e in energy if e["variant"] == "dense again"}
-    rep_rows = []
-    for e in first:
-        a = again.get((e["processor"], e["model"]))
-        if e["variant"] == "dense" and a:
-            rep_rows.append([e["processor"], e["model"], f"{e['measured_mj']:.1f}", f"{a['measured_mj']:.1f}",
-                             f"{(a['measured_mj'] - e['measured_mj']) / e['measured_mj'] * 100:+.0f}%"])
-    if rep_rows:
-        lines.append("")
-        lines.append("repeatability: the dense model measured again after all variants")
-        lines.append(_table(["processor", "model", "first mJ", "again mJ", "difference"], rep_rows))
+    lines.append("whole-model energy per inference, NVML board energy (mean of the passes) vs predicted (before: "
+                 "active power × predicted latency; after: power model at predicted latencies; after@meas: at "
+                 "primed measured ones). W: measured mean power; MHz: SM clock after a window; wall: per run in "
+                 "the window; blocks: sum of block latencies in the window's runs / primed (min of 5)")
+    lines.append(_table(["processor", "model", "variant", "measured mJ", "passes mJ", "spread", "W", "MHz",
+                         "wall ms", "blocks ms", "primed ms", "pred ms", "before mJ", "after mJ", "after@meas mJ"],
+                        rows))
     summ = []
     for k in ("before", "after", "after_at_measured"):
-        errs = np.array([abs(e[k + "_err_pct"]) for e in first if k + "_err_pct" in e])
+        errs = np.array([abs(e[k + "_err_pct"]) for e in energy if k + "_err_pct" in e])
         if len(errs):
             summ.append([k, len(errs), f"{errs.mean():.1f}", f"{np.median(errs):.1f}", f"{errs.max():.1f}",
                          f"{(errs <= 15).mean() * 100:.0f}%"])
+    sp = np.array([e["spread_pct"] for e in energy])
+    if len(sp) and len(energy[0]["measured_passes_mj"]) > 1:
+        summ.append(["(passes' spread)", len(sp), f"{sp.mean():.1f}", f"{np.median(sp):.1f}", f"{sp.max():.1f}",
+                     f"{(sp <= 15).mean() * 100:.0f}%"])
     lines.append("")
     lines.append(_table(["prediction", "runs", "MAPE %", "median |err| %", "max |err| %", "within 15%"], summ))
     return "\n".join(lines)
@@ -231,9 +249,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--energy-variants", default="all", choices=["all", "dense", "none"],
                     help="NVML energy validation: dense and rank 0.5/0.25 (all), dense only, or none")
-    ap.add_argument("--energy-window-s", type=float, default=1.0, help="NVML window per energy measurement")
-    ap.add_argument("--energy-repeat", action="store_true",
-                    help="measure each dense model's energy once more after its variants (repeatability)")
+    ap.add_argument("--energy-window-s", type=float, default=0.6, help="NVML window per energy measurement")
+    ap.add_argument("--energy-passes", type=int, default=2,
+                    help="NVML measurements per model variant, each pass in another order (default 2)")
     args = ap.parse_args(argv)
     if args.nvidia_icd:
         _setup_nvidia_icd()
@@ -290,11 +308,19 @@ def main(argv=None) -> int:
     t3 = time.perf_counter()
     fractions = () if args.energy_variants == "none" else (
         (None,) if args.energy_variants == "dense" else ENERGY_FRACTIONS)
-    for p in prof.processors:
-        if p.backend and p.backend.startswith("opencl") and (procs is None or p.name in wanted) and fractions:
-            for g in graphs:
-                energy += _nvml_energy(prof, p.name, g, fractions=fractions, window_s=args.energy_window_s,
-                                       repeat_dense=args.energy_repeat)
+    energy_passes = []
+    nvidia = [p for p in prof.processors if p.backend and p.backend.startswith("opencl")
+              and (procs is None or p.name in wanted)]
+    if nvidia and fractions:
+        jobs = [(g.name, v, vg) for g in graphs for v, vg in energy_variants(g, fractions)]
+        for k in range(args.energy_passes):
+            for p in nvidia:
+                for name, v, vg in (jobs if k % 2 == 0 else jobs[::-1]):
+                    e = _nvml_energy(prof, p.name, name, v, vg, window_s=args.energy_window_s)
+                    if e:
+                        e["pass"] = k
+                        energy_passes.append(e)
+    energy = _aggregate_energy(energy_passes)
     t_energy = time.perf_counter() - t3
 
     print(f"\ncost-model validation on {platform.node()} ({platform.processor() or platform.machine()}, "
@@ -331,7 +357,7 @@ def main(argv=None) -> int:
                     "key": machine_key()},
         "mode": args.mode, "profile": args.profile, "models": models, "calibration_s": t_cal,
         "validation_s": t_val, "summary": summ, "summary_lomo": summ_lomo, "summary_vs_median": summ_med,
-        "per_kind": kinds, "per_kind_lomo": kinds_lomo, "energy": energy, "energy_s": t_energy,
+        "per_kind": kinds, "per_kind_lomo": kinds_lomo, "energy": energy, "energy_passes": energy_passes, "energy_s": t_energy,
         "rows": [{"processor": r.processor, "model": r.model, "layer": r.layer, "variant": r.variant,
                   "kind": r.kind, "steps": [f"{w.kind}/{w.variant}" for w in r.works],
                   "measured_us": r.measured_us, "measured_median_us": r.measured_median_us,

@@ -57,7 +57,8 @@ import numpy as np
 from deepx_opt.errors import CostModelError, ProfileError
 
 __all__ = ["PowerModel", "PowerSample", "POWER_FEATURES", "CANDIDATES", "SELECT_TOLERANCE_PCT",
-           "fit_power_model", "calibrate_power", "measure_op_loop", "measure_model_run", "sample_to_list",
+           "fit_power_model", "calibrate_power", "measure_op_loop", "measure_model_run", "primed_block_us",
+           "sample_to_list",
            "sample_from_list"]
 
 #: Features a power model may use (see the module docstring).
@@ -171,6 +172,7 @@ class PowerModel:
         self.flops_per_us = None if flops_per_us is None else float(flops_per_us)
         self.bytes_per_us = None if bytes_per_us is None else float(bytes_per_us)
         self.coef_ = None if coef_ is None else np.asarray(coef_, dtype=float)
+        self.loop_power_w_: float | None = None
         self.fit_ = dict(fit_ or {})
 
     # ---------------------------------------------------------------- features and predictions
@@ -240,13 +242,33 @@ class PowerModel:
         return float(self._coef()[self.features.index("time_us")])
 
     # ---------------------------------------------------------------- fit
+    def _design(self, samples: Sequence[PowerSample], split: bool, **rates) -> np.ndarray:
+        """Feature matrix of measured samples; with ``split``, the op loops' time goes to a column of its
+        own (see :meth:`fit`)."""
+        X = np.array([self.sample_features(s, **rates) for s in samples])
+        if split:
+            i = self.features.index("time_us")
+            loop = np.array([s.runs == 0 for s in samples])
+            extra = np.where(loop, X[:, i], 0.0)
+            X[loop, i] = 0.0
+            X = np.column_stack([X, extra])
+        return X
+
     def fit(self, samples: Sequence[PowerSample]) -> "PowerModel":
         """Fit the coefficients (and, for ``busy_us`` without given rates, the roofline rates) by
-        non-negative least squares on the relative error of each sample's energy. Returns self."""
+        non-negative least squares on the relative error of each sample's energy. Returns self.
+
+        When both whole-model runs and op loops are given, the loops' time has a coefficient of its own
+        (``loop_power_w_``, not used for predictions): a loop's time is the op's real time back to back,
+        while a run's block latencies are on the latency model's footing (the primed minimum, or its
+        predictions), which back-to-back inference exceeds (host waits, clocks); the ``time_us``
+        coefficient is then the power *per predicted µs*, learnt from the runs, while the loops pin the
+        work's own energy (FLOPs, bytes, busy time)."""
         samples = [s for s in samples if s.energy_uj > 0]
-        if len(samples) < len(self.features):
+        split = any(s.runs > 0 for s in samples) and any(s.runs == 0 for s in samples)
+        if len(samples) < len(self.features) + split:
             raise CostModelError(f"power model with {len(self.features)} features needs at least that many "
-                                 f"samples with energy > 0; got {len(samples)}")
+                                 f"samples with energy > 0 (one more with op loops); got {len(samples)}")
         y = np.array([s.energy_uj for s in samples])
         if "busy_us" in self.features and (self.flops_per_us is None or self.bytes_per_us is None):
             f0, b0 = _peak_rates(samples)
@@ -254,20 +276,24 @@ class PowerModel:
             for mf in _RATE_MULTIPLIERS:
                 for mb in _RATE_MULTIPLIERS:
                     rates = {"flops_per_us": f0 * mf, "bytes_per_us": b0 * mb}
-                    X = np.array([self.sample_features(s, **rates) for s in samples])
-                    c, r = _nnls_rel(X, y)
+                    c, r = _nnls_rel(self._design(samples, split, **rates), y)
                     if best is None or r < best[0] - 1e-12:
                         best = (r, c, rates)
-            _, self.coef_, rates = best
+            _, c, rates = best
             self.flops_per_us, self.bytes_per_us = rates["flops_per_us"], rates["bytes_per_us"]
         else:
-            X = np.array([self.sample_features(s) for s in samples])
-            self.coef_, _ = _nnls_rel(X, y)
+            c, _ = _nnls_rel(self._design(samples, split), y)
+        self.coef_ = c[:len(self.features)]
+        self.loop_power_w_ = float(c[-1]) if split else None
         return self
 
     def predict_samples_uj(self, samples: Sequence[PowerSample]) -> np.ndarray:
-        """Predicted energy (µJ) of each measured sample, from its *measured* block latencies."""
+        """Predicted energy (µJ) of each measured sample from its block latencies (op loops at the loops'
+        own power when the fit had one)."""
         c = self._coef()
+        lp = getattr(self, "loop_power_w_", None)
+        if lp is not None:
+            return self._design(samples, True) @ np.append(c, lp)
         return np.array([float(c @ self.sample_features(s)) for s in samples])
 
     # ---------------------------------------------------------------- (de)serialise
@@ -392,14 +418,14 @@ def fit_power_model(samples: Sequence[PowerSample], candidates: Sequence[str] | 
     rows = []
     for name in names:
         fam, feats = CANDIDATES[name]
-        if len(samples) < len(feats) + 1:
+        if len(samples) < len(feats) + 2:
             continue
         m = PowerModel(feats, family=fam).fit(samples)
         rel = np.abs(m.predict_samples_uj(samples) - y) / y * 100
         held = np.full(len(samples), np.nan)
         for idx in folds:
             train = [s for i, s in enumerate(samples) if i not in idx]
-            if len(train) < len(feats):
+            if len(train) < len(feats) + 1:
                 continue
             mi = PowerModel(feats, family=fam).fit(train)
             held[idx] = np.abs(mi.predict_samples_uj([samples[i] for i in idx]) - y[idx]) / y[idx] * 100
@@ -478,14 +504,14 @@ def measure_model_run(processor: str, graph: Any, *, window_s: float = 0.5, reps
     measure_model_blocks`: after priming the processor, minimum of the runs). (The runs inside the NVML
     window are slower than that on a GPU that light work leaves at low clocks; the fit absorbs the
     difference.)"""
-    from deepx_opt.cost_models.calibrate import measure_model_blocks, model_block_works
+    from deepx_opt.cost_models.calibrate import model_block_works
     from deepx_opt.runtime.executor import execute_graph
 
     works = model_block_works(graph)
     if predict_us is not None:
         times = {v: float(block_overhead_us) + sum(predict_us(w) for w in ws) for v, ws in works.items()}
     else:
-        times = measure_model_blocks(processor, graph, warmup=2, reps=5)
+        times = primed_block_us(processor, graph)
     rng = np.random.default_rng(0)
     x = {n: rng.standard_normal(i.shape).astype(i.dtype) for n, i in graph.inputs.items()}
     _, rep = execute_graph(graph, {v: processor for v in graph.layers()}, x, repeat=reps, warmup=3,
@@ -495,6 +521,22 @@ def measure_model_run(processor: str, graph: Any, *, window_s: float = 0.5, reps
     blocks = tuple((float(times[v]), tuple(works[v])) for v in graph.layers())
     wall = rep.energy_window_s / rep.energy_runs * 1e6 if rep.energy_runs else 0.0
     return PowerSample(label or graph.name, group or graph.name, float(rep.energy_uj), blocks, 1.0, float(wall))
+
+
+def primed_block_us(processor: str, graph: Any, *, warmup: int = 2, reps: int = 5) -> dict[str, float]:
+    """Every block's latency (µs) measured as calibration measures the latency model's in-model samples
+    (:func:`~deepx_opt.cost_models.calibrate.measure_model_blocks`: after :func:`~deepx_opt.cost_models.
+    calibrate.prime`, host-synchronised blocks, minimum of ``reps`` runs), with the executor's NVML reading
+    cut to a 0.05 s window (it measures energy whenever an NVIDIA device runs; 1 s by default)."""
+    from deepx_opt.cost_models.calibrate import prime
+    from deepx_opt.runtime.executor import execute_graph
+
+    prime(processor)
+    rng = np.random.default_rng(0)
+    x = {n: rng.standard_normal(i.shape).astype(i.dtype) for n, i in graph.inputs.items()}
+    _, rep = execute_graph(graph, {v: processor for v in graph.layers()}, x, repeat=reps, warmup=warmup,
+                           block_timing="sync", energy_window_s=0.05)
+    return {v: float(min(b.latencies_us)) for v, b in rep.blocks.items()}
 
 
 def _latency_predictor(latency_models: Mapping[str, dict]) -> Callable[[Any], float]:
