@@ -68,6 +68,15 @@ DEV_DRAWS = 2
 #: The --tune grid (estimator settings); every combination is scored on the development protocol. Settings
 #: not in it are fixed by --set or take the library's default. Earlier, coarser stages (docs/rlc.md) fixed
 #: fit_min_pts = 1 and verify_blend = 1 (the median-curve blend did not beat the plain measurement there).
+#: The --tune-point grid: the point estimate's settings (they change the reported prediction, not the selected
+#: ranks, so the bound settings stay as they are). Scored by rows within one point (verified point estimate plus
+#: Σ a_point), then the mean absolute error of both.
+TUNE_POINT_GRID = {
+    "point_coverage": (0.3, 0.4, 0.5, 0.6, 0.7),
+    "point_layer_pts": (0.0, 0.05, 0.1),
+    "verified_point_layer_pts": (0.1, 0.15, 0.2, 0.25),
+    "point_scale": (0.9, 1.0),
+}
 TUNE_GRID = {
     "coverage": (0.8, 0.9, 0.95),
     "fit_cap_pts": (6.0, 10.0, 20.0),
@@ -204,7 +213,9 @@ class Case:
             acc = 100 * float(np.mean(pred == ye))
             after = self.cg.totals(choice)
             sum_a = self.cg.predicted_loss_pts(choice)
-            verified = self.cg.verified_loss_pts(choice)
+            sum_a_point = self.cg.predicted_loss_point_pts(choice)
+            bound = self.cg.verified_loss_pts(choice)
+            verified = self.cg.verified_loss_point_pts(choice)
             lost = int(np.sum((dense == ye) & (pred != ye)))
             gained = int(np.sum((dense != ye) & (pred == ye)))
             changed = int(np.sum(pred != dense))
@@ -212,13 +223,15 @@ class Case:
             meas_sd = 100 * math.sqrt(max((lost + gained) / n - diff_mean ** 2, 0.0) / n)
             cal = est.measure(choice)
             p_cal = est._target(cal) / 100.0
-            pred_sd = (1 + est.margin) * 100 * math.sqrt(max(p_cal * (1 - p_cal), 0.0) / self.n_cal)
+            pred_sd = est.point_scale * 100 * math.sqrt(max(p_cal * (1 - p_cal), 0.0) / self.n_cal)
             out.append({
                 "model": self.name, "method": self.method, "split": self.seed, "limit_pts": limit,
-                # the prediction: the verified one (the choice measured whole on the calibration data) when
-                # selecting as `deepx compress` does, else the planner's Σ a
-                "predicted_pts": verified if verify else sum_a,
-                "sum_a_pts": sum_a, "verified_pts": verified,
+                # the prediction (point estimate, no margin): the verified one (the choice measured whole on the
+                # calibration data) when selecting as `deepx compress` does, else the additive Σ a_point; the
+                # bounds (with the margins) are what the selection held to the limit
+                "predicted_pts": verified if verify else sum_a_point,
+                "sum_a_pts": sum_a, "sum_a_point_pts": sum_a_point, "verified_pts": verified,
+                "bound_pts": bound if verify else sum_a,
                 "measured_pts": dense_acc - acc,
                 "dense_top1_pct": dense_acc, "compressed_top1_pct": acc,
                 "eval_lost": lost, "eval_gained": gained, "eval_changed": changed,
@@ -286,6 +299,40 @@ def tune(cases: list[Case], grid: dict = TUNE_GRID, fixed: dict | None = None) -
     return results
 
 
+def tune_point(cases: list[Case], grid: dict = TUNE_POINT_GRID, fixed: dict | None = None) -> list[dict]:
+    """Score every point-estimate setting of ``grid`` on the cases (verified selection, as `deepx compress`):
+    rows with |verified point − meas| ≤ 1 plus rows with |Σ a_point − meas| ≤ 1, then the mean absolute error of
+    both. The selected ranks do not depend on these settings (checked)."""
+    keys = list(grid)
+    results = []
+    ref_ranks = None
+    for values in itertools.product(*(grid[k] for k in keys)):
+        st = {**(fixed or {}), **dict(zip(keys, values))}
+        rows = []
+        for c in cases:
+            c.cg.refit(**st)
+            rows += c.rows(True)
+        ranks = [x["ranks"] for x in rows]
+        if ref_ranks is None:
+            ref_ranks = ranks
+        elif ranks != ref_ranks:  # pragma: no cover - would mean the point settings leak into the selection
+            raise RuntimeError(f"point settings {st} changed the selected ranks")
+        e_v = np.array([x["verified_pts"] - x["measured_pts"] for x in rows])
+        e_a = np.array([x["sum_a_point_pts"] - x["measured_pts"] for x in rows])
+        w1, w1a = int(np.sum(np.abs(e_v) <= 1 + 1e-9)), int(np.sum(np.abs(e_a) <= 1 + 1e-9))
+        mae = float(np.mean(np.abs(e_v)) + np.mean(np.abs(e_a)))
+        results.append({
+            "settings": st, "rows": len(rows), "pred_within_1pt": w1, "sum_a_point_within_1pt": w1a,
+            "pred_bias_pts": float(np.mean(e_v)), "pred_mae_pts": float(np.mean(np.abs(e_v))),
+            "sum_a_point_bias_pts": float(np.mean(e_a)), "sum_a_point_mae_pts": float(np.mean(np.abs(e_a))),
+            "point_above_bound": int(sum(x["verified_pts"] > x["bound_pts"] + 1e-9 or
+                                         x["sum_a_point_pts"] > x["sum_a_pts"] + 1e-9 for x in rows)),
+            "score": [w1 + w1a, -mae],
+        })
+    results.sort(key=lambda r: tuple(r["score"]), reverse=True)
+    return results
+
+
 def summarise(rows: list[dict]) -> dict:
     out = {}
     for name in MODELS:
@@ -300,6 +347,8 @@ def summarise(rows: list[dict]) -> dict:
                 "within_limit": sum(x["measured_pts"] <= x["limit_pts"] + 1e-9 for x in r),
                 "within_1pt": sum(e <= 1.0 + 1e-9 for e in err),
                 "sum_a_within_1pt": sum(abs(x["sum_a_pts"] - x["measured_pts"]) <= 1.0 + 1e-9 for x in r),
+                "sum_a_point_within_1pt": sum(abs(x["sum_a_point_pts"] - x["measured_pts"]) <= 1.0 + 1e-9 for x in r),
+                "mean_err_pts": float(np.mean([x["predicted_pts"] - x["measured_pts"] for x in r])),
                 "mean_abs_err_pts": float(np.mean(err)),
                 "max_abs_err_pts": float(np.max(err)),
                 "mean_bytes_saved_at_2pts_pct": float(np.mean(at2)) if at2 else None,
@@ -322,7 +371,10 @@ def table(rows: list[dict]) -> list[dict]:
                     "model": name, "method": method, "limit_pts": limit, "rows": len(r),
                     "mean_predicted_pts": float(np.mean([x["predicted_pts"] for x in r])),
                     "mean_sum_a_pts": float(np.mean([x["sum_a_pts"] for x in r])),
+                    "mean_sum_a_point_pts": float(np.mean([x["sum_a_point_pts"] for x in r])),
+                    "mean_bound_pts": float(np.mean([x["bound_pts"] for x in r])),
                     "sum_a_within_1pt": sum(abs(x["sum_a_pts"] - x["measured_pts"]) <= 1.0 + 1e-9 for x in r),
+                    "sum_a_point_within_1pt": sum(abs(x["sum_a_point_pts"] - x["measured_pts"]) <= 1.0 + 1e-9 for x in r),
                     "mean_measured_pts": float(np.mean([x["measured_pts"] for x in r])),
                     "max_measured_pts": float(np.max([x["measured_pts"] for x in r])),
                     "within_limit": sum(x["measured_pts"] <= limit + 1e-9 for x in r),
@@ -337,13 +389,16 @@ def table(rows: list[dict]) -> list[dict]:
 
 
 def print_table(tab: list[dict]) -> None:
-    print("| model | method | limit | mean Σa | mean pred | mean meas | max meas | rows ≤ limit | rows \\|pred − meas\\|≤1 "
-          "| rows \\|Σa − meas\\|≤1 | meas sd | pred sd | perfect-predictor misses | FLOPs saved | bytes saved |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | method | limit | mean Σa | mean bound | mean Σa_pt | mean pred | mean meas | max meas | rows ≤ limit "
+          "| rows \\|pred − meas\\|≤1 | rows \\|Σa_pt − meas\\|≤1 | rows \\|Σa − meas\\|≤1 | meas sd | pred sd "
+          "| perfect-predictor misses | FLOPs saved | bytes saved |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for t in tab:
-        print(f"| {t['model']} | {t['method']} | {t['limit_pts']:g} | {t['mean_sum_a_pts']:.2f} | {t['mean_predicted_pts']:.2f} | "
+        print(f"| {t['model']} | {t['method']} | {t['limit_pts']:g} | {t['mean_sum_a_pts']:.2f} | {t['mean_bound_pts']:.2f} | "
+              f"{t['mean_sum_a_point_pts']:.2f} | {t['mean_predicted_pts']:.2f} | "
               f"{t['mean_measured_pts']:.2f} | {t['max_measured_pts']:.2f} | {t['within_limit']}/{t['rows']} | "
-              f"{t['within_1pt']}/{t['rows']} | {t['sum_a_within_1pt']}/{t['rows']} | {t['mean_meas_sd_pts']:.2f} | "
+              f"{t['within_1pt']}/{t['rows']} | {t['sum_a_point_within_1pt']}/{t['rows']} | {t['sum_a_within_1pt']}/{t['rows']} | "
+              f"{t['mean_meas_sd_pts']:.2f} | "
               f"{t['mean_pred_sd_pts']:.2f} | {t['expected_misses_perfect']:.1f} | {t['mean_flops_saved_pct']:.1f}% | "
               f"{t['mean_bytes_saved_pct']:.1f}% |")
 
@@ -377,12 +432,34 @@ def main(argv=None) -> int:
                          "verify_blend); default: the library's")
     ap.add_argument("--tune", action="store_true",
                     help="choose the estimator settings on the development protocol (implies --calib-source dev)")
+    ap.add_argument("--tune-point", action="store_true",
+                    help="choose the point estimate's settings (TUNE_POINT_GRID) on the development protocol (implies "
+                         "--calib-source dev); the bound settings stay at the library's or --set values")
     ap.add_argument("--cache-dir", default=".deepx-cache/rlc_dev", help="where the development models are cached")
     ap.add_argument("--quiet", action="store_true", help="print only the summary tables")
     args = ap.parse_args(argv)
     verify = not args.no_verify
     settings = parse_settings(args.set)
     t0 = time.perf_counter()
+    if args.tune_point:
+        cases = build_cases(args.seeds, "dev", args.calib_samples, Path(args.cache_dir), settings)
+        grid = {k: v for k, v in TUNE_POINT_GRID.items() if k not in settings}
+        results = tune_point(cases, grid, settings)
+        wall = time.perf_counter() - t0
+        keys = list(TUNE_POINT_GRID)
+        print(" ".join(f"{k:>15}" for k in keys) + "  |pred|≤1 |Σa_pt|≤1  pred bias/mae  Σa_pt bias/mae")
+        for r in results[:30]:
+            print(" ".join(f"{r['settings'][k]:>15g}" for k in keys) +
+                  f"  {r['pred_within_1pt']:>8} {r['sum_a_point_within_1pt']:>9}  {r['pred_bias_pts']:+6.2f}/{r['pred_mae_pts']:.2f}"
+                  f"     {r['sum_a_point_bias_pts']:+6.2f}/{r['sum_a_point_mae_pts']:.2f}")
+        print(f"({len(results)} settings × {results[0]['rows']} development rows; wall {wall:.1f} s)")
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "rlc_tune_point.json").write_text(json.dumps(
+                {"grid": TUNE_POINT_GRID, "fixed": settings, "results": results, "wall_s": wall}, indent=2))
+            print(f"wrote {out / 'rlc_tune_point.json'}")
+        return 0
     if args.tune:
         cases = build_cases(args.seeds, "dev", args.calib_samples, Path(args.cache_dir), settings)
         grid = {k: v for k, v in TUNE_GRID.items() if k not in settings}
@@ -405,7 +482,8 @@ def main(argv=None) -> int:
                cache_dir=Path(args.cache_dir))
     wall = time.perf_counter() - t0
     if not args.quiet:
-        hdr = (f"{'model':<11} {'method':<6} {'seed':>4} {'limit':>5} {'Σa':>6} {'pred':>6} {'meas':>6} {'|err|':>5} "
+        hdr = (f"{'model':<11} {'method':<6} {'seed':>4} {'limit':>5} {'Σa':>6} {'bound':>6} {'Σa_pt':>6} {'pred':>6} "
+               f"{'meas':>6} {'|err|':>5} "
                f"{'m.sd':>5} {'p.sd':>5} {'flops-':>7} {'bytes-':>7}  ranks")
         print(hdr)
         print("-" * len(hdr))
@@ -415,7 +493,7 @@ def main(argv=None) -> int:
             if abs(x["predicted_pts"] - x["measured_pts"]) > 1.0 + 1e-9:
                 flag += "  ERR>1"
             print(f"{x['model']:<11} {x['method']:<6} {x['split']:>4} {x['limit_pts']:>5.1f} {x['sum_a_pts']:>6.2f} "
-                  f"{x['predicted_pts']:>6.2f} "
+                  f"{x['bound_pts']:>6.2f} {x['sum_a_point_pts']:>6.2f} {x['predicted_pts']:>6.2f} "
                   f"{x['measured_pts']:>6.2f} {abs(x['predicted_pts'] - x['measured_pts']):>5.2f} "
                   f"{x['meas_sd_pts']:>5.2f} {x['pred_sd_pts']:>5.2f} "
                   f"{x['flops_saved_pct']:>6.1f}% {x['bytes_saved_pct']:>6.1f}%  {ranks}{flag}")
@@ -424,16 +502,21 @@ def main(argv=None) -> int:
     print_table(tab)
     summary = summarise(rows)
     print()
-    print(f"{'model/method':<18} {'rows':>4} {'<=limit':>7} {'|err|<=1':>8} {'mean|err|':>9} {'max|err|':>8} {'bytes- @2':>9}")
+    print(f"{'model/method':<18} {'rows':>4} {'<=limit':>7} {'|err|<=1':>8} {'|Σa_pt|<=1':>10} {'mean err':>8} "
+          f"{'mean|err|':>9} {'max|err|':>8} {'bytes- @2':>9}")
     for k, s in summary.items():
         b2 = "-" if s["mean_bytes_saved_at_2pts_pct"] is None else f"{s['mean_bytes_saved_at_2pts_pct']:.1f}%"
-        print(f"{k:<18} {s['rows']:>4} {s['within_limit']:>7} {s['within_1pt']:>8} {s['mean_abs_err_pts']:>9.2f} "
-              f"{s['max_abs_err_pts']:>8.2f} {b2:>9}")
+        print(f"{k:<18} {s['rows']:>4} {s['within_limit']:>7} {s['within_1pt']:>8} {s['sum_a_point_within_1pt']:>10} "
+              f"{s['mean_err_pts']:>+8.2f} {s['mean_abs_err_pts']:>9.2f} {s['max_abs_err_pts']:>8.2f} {b2:>9}")
     n_ok = sum(s["within_limit"] for s in summary.values())
     n_err = sum(s["within_1pt"] for s in summary.values())
     n_err_a = sum(s["sum_a_within_1pt"] for s in summary.values())
-    print(f"\nall: measured ≤ limit in {n_ok}/{len(rows)} rows, |pred − meas| ≤ 1 point in {n_err}/{len(rows)} rows "
-          f"(|Σa − meas| ≤ 1 point in {n_err_a}/{len(rows)})")
+    n_err_ap = sum(s["sum_a_point_within_1pt"] for s in summary.values())
+    n_bound = sum(x["measured_pts"] <= x["bound_pts"] + 1e-9 for x in rows)
+    print(f"\nall: measured ≤ limit in {n_ok}/{len(rows)} rows, |pred − meas| ≤ 1 point in {n_err}/{len(rows)} rows, "
+          f"|Σa_pt − meas| ≤ 1 in {n_err_ap}/{len(rows)}, |Σa − meas| ≤ 1 in {n_err_a}/{len(rows)}; measured ≤ the "
+          f"verified bound in {n_bound}/{len(rows)}; mean pred − meas {np.mean([x['predicted_pts'] - x['measured_pts'] for x in rows]):+.2f}, "
+          f"mean Σa_pt − meas {np.mean([x['sum_a_point_pts'] - x['measured_pts'] for x in rows]):+.2f}")
     for lim in LIMITS:
         r = [x for x in rows if x["limit_pts"] == lim]
         print(f"  limit {lim:g}: {len(r)} rows, mean meas sd {np.mean([x['meas_sd_pts'] for x in r]):.2f} pts, mean pred sd "
@@ -441,12 +524,14 @@ def main(argv=None) -> int:
               f"|err| ≤ 1 in {np.sum([x['p_miss_perfect'] for x in r]):.1f} rows ({100 * np.mean([x['p_miss_perfect'] for x in r]):.0f}%) "
               f"through the evaluation noise alone, {np.sum([x['p_miss_perfect_with_calib'] for x in r]):.1f} with the "
               f"calibration-side noise too; observed misses {sum(abs(x['predicted_pts'] - x['measured_pts']) > 1 + 1e-9 for x in r)} "
-              f"(pred), {sum(abs(x['sum_a_pts'] - x['measured_pts']) > 1 + 1e-9 for x in r)} (Σa); a planner filling "
+              f"(pred), {sum(abs(x['sum_a_point_pts'] - x['measured_pts']) > 1 + 1e-9 for x in r)} (Σa_pt), "
+              f"{sum(abs(x['sum_a_pts'] - x['measured_pts']) > 1 + 1e-9 for x in r)} (Σa); a planner filling "
               f"the budget meets both ≤ limit and |Σa − meas| ≤ 1 in at most {np.sum([x['p_both_at_best'] for x in r]):.1f} "
               f"rows in expectation")
     where = {"train": "whole test split", "dev": "held-out fold of the training split (development models)",
              "test-half": "held-out half of the test split"}[args.calib_source]
-    print(f"(Σa: the planner's additive estimate; pred: {'verified (the choice measured whole on calibration data)' if verify else 'Σa'}; "
+    print(f"(Σa: the planner's additive bound; bound: {'the verified bound' if verify else 'Σa'}; Σa_pt: the additive "
+          f"point estimate; pred: {'verified point estimate (the choice measured whole on calibration data, no margin)' if verify else 'Σa_pt'}; "
           f"meas: top-1 loss in points measured with onnxruntime on the {where}; "
           f"{'verified' if verify else 'plain Σa'} selection; wall {wall:.1f} s)")
     if args.out:

@@ -68,6 +68,11 @@ __all__ = [
     "DEFAULT_TARGET",
     "DEFAULT_MARGIN",
     "DEFAULT_COVERAGE",
+    "DEFAULT_LAYER_MARGIN_PTS",
+    "DEFAULT_POINT_COVERAGE",
+    "DEFAULT_POINT_LAYER_PTS",
+    "DEFAULT_VERIFIED_POINT_LAYER_PTS",
+    "DEFAULT_POINT_SCALE",
     "check_calibration",
     "top1",
     "logits_tensor",
@@ -96,6 +101,18 @@ DEFAULT_LAYER_MARGIN_PTS = 0.2
 #: fitted curve at the same configuration, which carries less calibration sampling noise than one count.
 #: Chosen on the development protocol.
 DEFAULT_VERIFY_BLEND = 1.0
+#: The point estimate (no safety margin) of a configuration's top-1 loss on unseen data, next to the bound.
+#: Per option: ``a_point[v, r] = point_scale · p_v · ρ² + point_layer_pts`` with ``p_v`` the ``point_coverage``
+#: quantile fit (default the median) of the measured configurations, without the coverage guard and the margins.
+#: Verified: ``point_scale · m + verified_point_layer_pts · (compressed layers)`` with ``m`` the configuration's
+#: measured target. The offsets differ because the fitted ρ² curve extrapolates below the range the training
+#: data measures (so it already carries part of what unseen data shows) while a measurement on training data
+#: does not. Chosen on the development protocol (benchmarks/rlc_accuracy.py ``--tune-point``); they do not change
+#: which ranks are selected.
+DEFAULT_POINT_COVERAGE = 0.5
+DEFAULT_POINT_LAYER_PTS = 0.0
+DEFAULT_VERIFIED_POINT_LAYER_PTS = 0.15
+DEFAULT_POINT_SCALE = 1.0
 #: Smoothed disagreement target (0: off, the plain count): a sample counts with the probability that a
 #: perturbation of ``soft_flip_width ×`` the configuration's rms logit-difference change, centred on the measured
 #: one, flips it. Chosen on the development protocol.
@@ -122,7 +139,7 @@ FIT_CAP_PTS = 10.0
 PULL = 0.05
 #: Settings :meth:`Estimator.refit` accepts.
 _SETTINGS = ("margin", "coverage", "fit_cap_pts", "fit_min_pts", "layer_margin_pts", "verify_blend",
-             "soft_flip_width")
+             "soft_flip_width", "point_coverage", "point_layer_pts", "verified_point_layer_pts", "point_scale")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -274,6 +291,9 @@ class Estimator:
         ``"labels"``, ``"disagreement"`` or ``"weight-energy"`` (see the module docstring).
     alpha_v_ : dict[str, float]
         Per-layer sensitivities ``s_v`` of the mapping ``a[v, r] = s_v · ρ[v, r]^beta_`` (margin included).
+    point_v_ : dict[str, float]
+        Per-layer sensitivities of the point estimate (the ``point_coverage`` quantile fit, no coverage guard,
+        no margin): ``a_point[v, r] = min(point_scale · point_v_[v] · ρ² + point_layer_pts, a[v, r])``.
     alpha_, beta_ : float
         The shared sensitivity (used for a layer without one) and the exponent.
     fit_ : dict
@@ -295,8 +315,13 @@ class Estimator:
     layer_margin_pts: float = DEFAULT_LAYER_MARGIN_PTS
     verify_blend: float = DEFAULT_VERIFY_BLEND
     soft_flip_width: float = DEFAULT_SOFT_FLIP_WIDTH
+    point_coverage: float = DEFAULT_POINT_COVERAGE
+    point_layer_pts: float = DEFAULT_POINT_LAYER_PTS
+    verified_point_layer_pts: float = DEFAULT_VERIFIED_POINT_LAYER_PTS
+    point_scale: float = DEFAULT_POINT_SCALE
     alpha_: float = float("nan")
     alpha_v_: dict = field(default_factory=dict)
+    point_v_: dict = field(default_factory=dict)
     beta_: float = float("nan")
     fit_: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -304,6 +329,7 @@ class Estimator:
     _probe: OrtEvaluator | None = field(default=None, repr=False)
     _base: dict = field(default_factory=dict, repr=False)
     _verified: dict = field(default_factory=dict, repr=False)
+    _verified_point: dict = field(default_factory=dict, repr=False)
     _measured: dict = field(default_factory=dict, repr=False)
     _smooth_v: dict = field(default_factory=dict, repr=False)
     _samples: list | None = field(default=None, repr=False)
@@ -527,7 +553,7 @@ class Estimator:
         self.notes = [n for n in self.notes if not n.startswith("accuracy loss fitted")]
         if not samples or not layers:
             self.alpha_, self.beta_, self.alpha_v_ = 0.0, 2.0, {}
-            self._smooth_v = {}
+            self._smooth_v, self.point_v_ = {}, {}
             return
         cap = float(self.fit_cap_pts)
         t_all = np.array([t for _, t in samples], dtype=float)
@@ -548,6 +574,7 @@ class Estimator:
         # reach the cap (censored), so the far-off configurations do not bend the fit where limits are set
         alpha_v, shared = _quantile_fit(xk, tk, self.coverage, cap)
         median_v, _ = _quantile_fit(xk, tk, 0.5, cap)
+        point_v = median_v if self.point_coverage == 0.5 else _quantile_fit(xk, tk, self.point_coverage, cap)[0]
         pred = x @ alpha_v
         # guard: scale up until `coverage` of the fitted configurations are covered to within one sample (the
         # quantile fit does it already up to ties and the pull towards the shared sensitivity)
@@ -562,7 +589,9 @@ class Estimator:
         self.alpha_v_ = {v: float(alpha_v[col[v]] * factor) for v in layers}
         self.alpha_ = float(shared * factor)
         self._smooth_v = {v: float(median_v[col[v]]) for v in layers}
+        self.point_v_ = {v: float(point_v[col[v]]) for v in layers}
         final = pred * factor
+        point_fit = self.point_scale * (x @ point_v)
         self.fit_ = {
             "configs": len(samples),
             "configs_fitted": int(keep.sum()),
@@ -571,6 +600,15 @@ class Estimator:
             "beta": 2.0,
             "sensitivity": dict(self.alpha_v_),
             "median_sensitivity": dict(self._smooth_v),
+            "point_sensitivity": dict(self.point_v_),
+            "point_coverage": self.point_coverage,
+            "point_layer_pts": self.point_layer_pts,
+            "verified_point_layer_pts": self.verified_point_layer_pts,
+            "point_scale": self.point_scale,
+            # the point fit against the calibration targets it was fitted to (no per-layer offset: that one is
+            # for unseen data): mean signed and absolute error
+            "point_bias_pts": float(np.mean(np.minimum(point_fit[keep], cap) - fit_t)),
+            "point_mean_abs_err_pts": float(np.mean(np.abs(np.minimum(point_fit[keep], cap) - fit_t))),
             "coverage_scale": float(scale),
             "margin": self.margin,
             "layer_margin_pts": self.layer_margin_pts,
@@ -587,25 +625,37 @@ class Estimator:
                 else "top-1 disagreement with the dense model on the calibration data (labels, if any, not used "
                      "for the fit), a conservative proxy of accuracy loss")
         extra = f" + {self.layer_margin_pts:g} points per compressed layer" if self.layer_margin_pts else ""
+        pscale = f"{self.point_scale:g} × " if self.point_scale != 1 else ""
         self.notes.append(
             f"accuracy loss fitted to the {what}: a[v,r] = s_v · ρ² (ρ: relative perturbation of the logits with "
             f"layer v alone at rank r; s_v: per-layer sensitivity), the {self.coverage:.0%} quantile of the "
             f"{int(keep.sum())} of {len(samples)} measured configurations with a target of at least {lo_pts:.2g} "
-            f"points (censored at {cap:g}), scaled ×{scale:.3g}, then +{self.margin:.0%} margin{extra}; "
+            f"points (censored at {cap:g}), scaled ×{scale:.3g}, then +{self.margin:.0%} margin{extra} (the "
+            f"conservative bound the planner holds to the limit); point estimate (no margin): {pscale}the "
+            f"{self.point_coverage:.0%} quantile fit + {self.point_layer_pts:g} points per compressed layer (verified: "
+            f"{pscale}the measurement + {self.verified_point_layer_pts:g} points per compressed layer); "
             f"{n_calib} calibration samples (one sample = {step_pts:.2g} points)"
         )
 
     def refit(self, **settings) -> "Estimator":
         """Fit the mapping again with other settings (``margin``, ``coverage``, ``fit_cap_pts``,
-        ``fit_min_pts``, ``layer_margin_pts``, ``verify_blend``) on the configurations already measured; no
-        new measurement. Used to choose these settings on a development split (benchmarks/rlc_accuracy.py
+        ``fit_min_pts``, ``layer_margin_pts``, ``verify_blend``, ``soft_flip_width``, ``point_coverage``,
+        ``point_layer_pts``, ``verified_point_layer_pts``, ``point_scale``) on the configurations already measured; no new measurement. Used to choose these settings on a development split (benchmarks/rlc_accuracy.py
         ``--tune``). Returns self."""
-        for k, v in settings.items():
+        for k in settings:
             if k not in _SETTINGS:
                 raise CompressionError(f"estimator setting {k!r} is unknown; accepted: {sorted(_SETTINGS)}")
+        old = {k: getattr(self, k) for k in settings}
+        for k, v in settings.items():
             setattr(self, k, float(v))
-        _check_settings(self)
+        try:
+            _check_settings(self)
+        except CompressionError:
+            for k, v in old.items():  # a refused setting leaves the estimator as it was
+                setattr(self, k, v)
+            raise
         self._verified.clear()
+        self._verified_point.clear()
         if self._probe is not None and getattr(self, "_samples", None) is not None:
             self._refit()
         return self
@@ -613,7 +663,8 @@ class Estimator:
     # ---- the estimate ----------------------------------------------------------------------------------
 
     def loss_pts(self, layer: str, rank: int | None) -> float:
-        """``a[layer, rank]`` in top-1 percentage points (0 for a dense layer)."""
+        """``a[layer, rank]`` in top-1 percentage points (0 for a dense layer): the conservative, additive bound
+        (quantile fit, coverage guard, margins) that a planner holds to the limit."""
         if rank is None:
             return 0.0
         fz = self.factorizers[layer]
@@ -628,12 +679,31 @@ class Estimator:
             eff = self.effects_[(layer, rank)] = _Effect(m["rel_err"], m["disagree_pts"], m.get("loss_pts"))
         return float(self.alpha_v_.get(layer, self.alpha_) * eff.rel_err ** self.beta_ + self.layer_margin_pts)
 
+    def loss_point_pts(self, layer: str, rank: int | None) -> float:
+        """``a_point[layer, rank]``: the point estimate of the option's top-1 loss on unseen data, in points.
+
+        ``point_scale · point_v_[layer] · ρ² + point_layer_pts`` (the ``point_coverage`` quantile fit, by
+        default the median, without the coverage guard and the margins), never above ``a[layer, rank]``: a
+        central estimate cannot exceed the bound. 0 for a dense layer; with ``method="weight-energy"`` (not
+        measured) the same number as :meth:`loss_pts`.
+        """
+        bound = self.loss_pts(layer, rank)
+        if rank is None or self.method == "weight-energy":
+            return bound
+        eff = self.effects_[(layer, self.factorizers[layer].check_rank(rank))]
+        s = self.point_v_.get(layer, self._smooth_v.get(layer, 0.0))
+        return float(min(self.point_scale * s * eff.rel_err ** self.beta_ + self.point_layer_pts, bound))
+
     def predict(self, ranks: Mapping[str, int | None]) -> float:
-        """``Σ a[v, r_v]``: the predicted top-1 loss of a configuration, in points."""
+        """``Σ a[v, r_v]``: the conservative additive bound of a configuration's top-1 loss, in points."""
         return float(sum(self.loss_pts(v, r) for v, r in ranks.items()))
 
+    def predict_point(self, ranks: Mapping[str, int | None]) -> float:
+        """``Σ a_point[v, r_v]``: the additive point estimate of a configuration's top-1 loss, in points."""
+        return float(sum(self.loss_point_pts(v, r) for v, r in ranks.items()))
+
     def verified_pts(self, ranks: Mapping[str, int | None]) -> float:
-        """The loss of one whole configuration predicted from a measurement of it.
+        """The verified bound: the loss of one whole configuration bounded from a measurement of it.
 
         ``(1 + margin) · (w · m + (1 − w) · g) + layer_margin_pts · (compressed layers)``, where ``m`` is the
         configuration's target (accuracy drop with ``method="labels"``, else top-1 disagreement with the dense
@@ -648,20 +718,46 @@ class Estimator:
         >>> est.verified_pts({"fc1": 16, "fc2": None})   # doctest: +SKIP
         0.37
         """
-        if self._probe is None:
-            raise CompressionError("verified_pts() needs calibration data; this estimator has none")
-        key = tuple(sorted((v, int(r)) for v, r in ranks.items() if r is not None))
+        key = self._verify_key(ranks, "verified_pts")
         if key not in self._verified:
-            m = self._target(self._measure_cached(dict(key)))
-            w = self.verify_blend
-            if w < 1.0:
-                g = 0.0
-                for v, r in key:
-                    self.loss_pts(v, r)  # measures the single-layer effect if it is new
-                    g += self._smooth_v.get(v, 0.0) * self.effects_[(v, r)].rel_err ** 2
-                m = w * m + (1.0 - w) * g
-            self._verified[key] = (1.0 + self.margin) * m + self.layer_margin_pts * len(key)
+            self._verified[key] = (1.0 + self.margin) * self._verified_target(key) + self.layer_margin_pts * len(key)
         return float(self._verified[key])
+
+    def verified_point_pts(self, ranks: Mapping[str, int | None]) -> float:
+        """The verified point estimate: one whole configuration's top-1 loss on unseen data predicted from a
+        measurement of it, without the safety margins.
+
+        ``min(point_scale · m + verified_point_layer_pts · (compressed layers), verified_pts(ranks))`` with ``m`` the
+        same measured (and, with ``verify_blend`` < 1, blended) target as :meth:`verified_pts`. What
+        ``deepx compress`` reports as ``predicted_loss_pts``; the selection holds the bound, not this.
+
+        Examples
+        --------
+        >>> est.verified_point_pts({"fc1": 16, "fc2": None})   # doctest: +SKIP
+        0.27
+        """
+        key = self._verify_key(ranks, "verified_point_pts")
+        if key not in self._verified_point:
+            point = self.point_scale * self._verified_target(key) + self.verified_point_layer_pts * len(key)
+            self._verified_point[key] = min(point, self.verified_pts(dict(key)))
+        return float(self._verified_point[key])
+
+    def _verify_key(self, ranks: Mapping[str, int | None], what: str) -> tuple:
+        if self._probe is None:
+            raise CompressionError(f"{what}() needs calibration data; this estimator has none")
+        return tuple(sorted((v, int(r)) for v, r in ranks.items() if r is not None))
+
+    def _verified_target(self, key: tuple) -> float:
+        """The configuration's measured target, blended with the median fitted curve when ``verify_blend`` < 1."""
+        m = self._target(self._measure_cached(dict(key)))
+        w = self.verify_blend
+        if w < 1.0:
+            g = 0.0
+            for v, r in key:
+                self.loss_pts(v, r)  # measures the single-layer effect if it is new
+                g += self._smooth_v.get(v, 0.0) * self.effects_[(v, r)].rel_err ** 2
+            m = w * m + (1.0 - w) * g
+        return m
 
     def summary(self) -> dict:
         """JSON-ready description of the estimator (method, mapping, fit diagnostics, notes)."""
@@ -670,6 +766,7 @@ class Estimator:
             "factor_method": self.factor_method,
             "alpha": None if np.isnan(self.alpha_) else self.alpha_,
             "sensitivity": dict(self.alpha_v_),
+            "point_sensitivity": dict(self.point_v_),
             "beta": None if np.isnan(self.beta_) else self.beta_,
             "fit": dict(self.fit_),
             "dense_calib_top1_pct": self._base.get("acc_pct"),
@@ -692,6 +789,13 @@ def _check_settings(est: "Estimator") -> None:
         raise CompressionError(f"soft_flip_width {est.soft_flip_width!r} is out of range; accepted: >= 0")
     if not 0 <= est.verify_blend <= 1:
         raise CompressionError(f"verify_blend {est.verify_blend!r} is out of range; accepted: [0, 1]")
+    if not 0 < est.point_coverage < 1:
+        raise CompressionError(f"point_coverage {est.point_coverage!r} is out of range; accepted: (0, 1)")
+    for k in ("point_layer_pts", "verified_point_layer_pts"):
+        if not getattr(est, k) >= 0:
+            raise CompressionError(f"{k} {getattr(est, k)!r} is out of range; accepted: >= 0 (points)")
+    if not est.point_scale > 0:
+        raise CompressionError(f"point_scale {est.point_scale!r} is out of range; accepted: > 0")
 
 
 def _quantile_fit(x: np.ndarray, t: np.ndarray, tau: float, cap_pts: float) -> tuple[np.ndarray, float]:

@@ -109,7 +109,10 @@ class LayerOption:
     ``ops`` are the canonical ops the layer runs with this option; ``tensors`` gives the shape and dtype of
     every tensor they read or write (activations, including the new rank-``r`` intermediates, and weights),
     so a cost model can price the option without the factorised ModelGraph. ``accuracy_loss_pts`` is
-    ``a[v, r]`` in top-1 points.
+    ``a[v, r]`` in top-1 points, the conservative additive bound (with the estimator's safety margins) that a
+    planner holds to its limit; ``accuracy_loss_point_pts`` is ``a_point[v, r]``, the point estimate of the
+    same loss without the margins (never above ``a[v, r]``; equal to it when the estimator is not measured, and
+    when not given).
     """
 
     layer: str
@@ -123,6 +126,13 @@ class LayerOption:
     tensors: dict[str, TensorInfo] = field(default_factory=dict)
     _fz: LayerFactorizer | None = field(default=None, repr=False)
     _method: str = field(default="weight", repr=False)
+    accuracy_loss_point_pts: float | None = None
+
+    def __post_init__(self) -> None:
+        # a central estimate above the bound would be no estimate of the same loss: the bound caps it (also when
+        # an option is rebuilt with a lower bound, e.g. dataclasses.replace)
+        point = self.accuracy_loss_pts if self.accuracy_loss_point_pts is None else self.accuracy_loss_point_pts
+        self.accuracy_loss_point_pts = float(min(point, self.accuracy_loss_pts))
 
     def factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
         """``(U_r, V_r, b_r)`` built on demand (``None`` for the dense option)."""
@@ -137,6 +147,7 @@ class LayerOption:
             "params": int(self.params),
             "weight_bytes": int(self.weight_bytes),
             "accuracy_loss_pts": float(self.accuracy_loss_pts),
+            "accuracy_loss_point_pts": float(self.accuracy_loss_point_pts),
             "kept_energy": None if self.kept_energy is None else float(self.kept_energy),
             "ops": [op.to_dict() for op in self.ops],
             "tensors": {k: v.to_dict() for k, v in self.tensors.items()},
@@ -182,21 +193,37 @@ class CandidateGraph:
         return apply_ranks(self.model, ranks, method=self.method, factorizers_=self.estimator.factorizers)
 
     def predicted_loss_pts(self, ranks: Mapping[str, int | None]) -> float:
-        """``Σ a[v, r_v]`` over the chosen options."""
+        """``Σ a[v, r_v]`` over the chosen options: the planner's conservative additive bound."""
         return float(sum(self.option(v, r).accuracy_loss_pts for v, r in ranks.items()))
 
+    def predicted_loss_point_pts(self, ranks: Mapping[str, int | None]) -> float:
+        """``Σ a_point[v, r_v]`` over the chosen options: the additive point estimate (no safety margin)."""
+        return float(sum(self.option(v, r).accuracy_loss_point_pts for v, r in ranks.items()))
+
     def verified_loss_pts(self, ranks: Mapping[str, int | None]) -> float:
-        """The loss of this configuration predicted from measuring it whole on the calibration data
-        (:meth:`~deepx_opt.graphs.accuracy.Estimator.verified_pts`); needs calibration data."""
+        """The verified bound of this configuration: measured whole on the calibration data, plus the safety
+        margins (:meth:`~deepx_opt.graphs.accuracy.Estimator.verified_pts`); what ``select_ranks(...,
+        verify=True)`` holds to the limit. Needs calibration data."""
+        self._need_calibration("verified_loss_pts")
+        return self.estimator.verified_pts(ranks)
+
+    def verified_loss_point_pts(self, ranks: Mapping[str, int | None]) -> float:
+        """The verified point estimate of this configuration's loss: measured whole on the calibration data,
+        without the safety margins (:meth:`~deepx_opt.graphs.accuracy.Estimator.verified_point_pts`); the
+        prediction ``deepx compress`` reports. Needs calibration data."""
+        self._need_calibration("verified_loss_point_pts")
+        return self.estimator.verified_point_pts(ranks)
+
+    def _need_calibration(self, what: str) -> None:
         if self.estimator.method not in ("labels", "disagreement"):
             raise CompressionError(
-                f"verified_loss_pts() needs calibration data; this CandidateGraph's estimator is {self.estimator.method!r}"
+                f"{what}() needs calibration data; this CandidateGraph's estimator is {self.estimator.method!r}"
             )
-        return self.estimator.verified_pts(ranks)
 
     def refit(self, **settings) -> "CandidateGraph":
         """Refit the estimator with other settings (:meth:`~deepx_opt.graphs.accuracy.Estimator.refit`: no new
-        measurement) and update every option's ``accuracy_loss_pts``; returns self. Used to choose the
+        measurement) and update every option's ``accuracy_loss_pts`` and ``accuracy_loss_point_pts``; returns
+        self. Used to choose the
         estimator's settings on a development split (benchmarks/rlc_accuracy.py ``--tune``)."""
         est = self.estimator
         est.refit(**settings)
@@ -204,6 +231,7 @@ class CandidateGraph:
             for o in opts:
                 if o.rank is not None:
                     o.accuracy_loss_pts = est.loss_pts(v, o.rank)
+                    o.accuracy_loss_point_pts = est.loss_point_pts(v, o.rank)
         self.notes = [n for n in self.notes if not n.startswith("accuracy loss fitted")] + \
             [n for n in est.notes if n.startswith("accuracy loss fitted")]
         return self
@@ -276,8 +304,9 @@ def candidates(
     seed : int
         Seed of those configurations.
     estimator_options : mapping, optional
-        Further estimator settings (``fit_cap_pts``, ``fit_min_pts``, ``layer_margin_pts``, ``verify_blend``;
-        see :class:`~deepx_opt.graphs.accuracy.Estimator`), default the module's.
+        Further estimator settings (``fit_cap_pts``, ``fit_min_pts``, ``layer_margin_pts``, ``verify_blend``,
+        ``soft_flip_width``, ``point_coverage``, ``point_layer_pts``, ``verified_point_layer_pts``,
+        ``point_scale``; see :class:`~deepx_opt.graphs.accuracy.Estimator`), default the module's.
 
     Returns
     -------
@@ -330,6 +359,7 @@ def candidates(
                     v, r, int(one["flops"]), int(one["params"]), int(one["weight_bytes"]), list(one["ops"]),
                     est.loss_pts(v, r), kept_energy=float(s2[:r].sum()) / tot,
                     tensors=op_tensors(applied, one["ops"]), _fz=fz, _method=method,
+                    accuracy_loss_point_pts=est.loss_point_pts(v, r),
                 ))
         options[v] = opts
     return CandidateGraph(model=model, options=options, method=method, estimator=est, notes=notes + list(est.notes))
@@ -358,7 +388,7 @@ def select_ranks(
     resolution_pts: float = 0.01,
     verify: bool = False,
 ) -> dict[str, int | None]:
-    """Ranks with the least total ``objective`` whose predicted loss ``Σ a`` stays within the limit.
+    """Ranks with the least total ``objective`` whose loss bound ``Σ a`` stays within the limit.
 
     An exact multiple-choice knapsack by dynamic programming over the loss budget, discretised in
     ``resolution_pts`` steps; each option's loss is rounded *up*, so the chosen set always satisfies the
@@ -374,8 +404,8 @@ def select_ranks(
     resolution_pts : float
     verify : bool
         Close the loop on the calibration data: measure the chosen configuration (all layers at once) and,
-        while its verified loss (:meth:`CandidateGraph.verified_loss_pts`: the estimator's target measured on
-        the calibration data, plus the estimator's margins) exceeds the limit, select again under a budget lowered by
+        while its verified bound (:meth:`CandidateGraph.verified_loss_pts`: the estimator's target measured on
+        the calibration data, plus the estimator's margins; not the point estimate) exceeds the limit, select again under a budget lowered by
         the excess. Needs an estimator with calibration data. The MILP planner uses the plain ``Σ a`` form;
         this is for ``deepx compress``.
 

@@ -50,6 +50,19 @@ def test_compress_json_and_written_model_runs(files, capsys):
     smooth = (rep["verified_loss_pts"] - DEFAULT_LAYER_MARGIN_PTS * n_layers) / (1 + DEFAULT_MARGIN)
     count = 100 - rep["measured"]["agreement_pct"]
     assert 0 <= smooth and abs(smooth - count) <= 1.0
+    # two numbers: the point estimate (reported as the prediction, no margin) and the bound held to the limit
+    from deepx_opt.graphs.accuracy import DEFAULT_POINT_SCALE, DEFAULT_VERIFIED_POINT_LAYER_PTS
+
+    assert rep["prediction"] == "verified" and rep["loss_bound_pts"] == rep["verified_loss_pts"]
+    assert rep["predicted_loss_pts"] <= rep["loss_bound_pts"] <= 2.0
+    assert rep["predicted_loss_pts"] == pytest.approx(
+        min(DEFAULT_POINT_SCALE * smooth + DEFAULT_VERIFIED_POINT_LAYER_PTS * n_layers, rep["loss_bound_pts"]))
+    assert rep["sum_a_point_pts"] <= rep["sum_a_pts"]
+    assert rep["sum_a_pts"] > rep["predicted_loss_pts"]  # Σa carries the quantile and the margins
+    for row in rep["layers"]:
+        assert 0 <= row["predicted_loss_pts"] <= row["loss_bound_pts"]
+    assert sum(r["loss_bound_pts"] for r in rep["layers"]) == pytest.approx(rep["sum_a_pts"])
+    assert sum(r["predicted_loss_pts"] for r in rep["layers"]) == pytest.approx(rep["sum_a_point_pts"])
     assert rep["after"]["weight_bytes"] < rep["before"]["weight_bytes"]
     assert rep["after"]["flops"] < rep["before"]["flops"]
     assert rep["estimator"] == "disagreement" and rep["notes"] and rep["verified_on_calibration"]
@@ -105,7 +118,9 @@ def test_loss_target_with_labels(files, capsys):
     assert run_cmd(argv) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["estimator"] == "labels" and rep["verified_on_calibration"] is False and rep["verified_loss_pts"] is None
-    assert rep["predicted_loss_pts"] <= 2.0
+    # without verification: the additive point estimate and the additive bound that the selection held
+    assert rep["prediction"] == "additive"
+    assert rep["predicted_loss_pts"] == rep["sum_a_point_pts"] <= rep["loss_bound_pts"] == rep["sum_a_pts"] <= 2.0
 
 
 def test_model_from_onnx_file(files, capsys):

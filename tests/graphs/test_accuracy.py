@@ -218,3 +218,66 @@ def test_refit_settings_without_new_measurements(cnn, data, monkeypatch):
         est.refit(beta=3)
     with pytest.raises(CompressionError, match="fit_cap_pts"):
         Estimator.build(cnn, factorizers(cnn), calib=x, fit_cap_pts=0)
+
+
+def test_point_estimate_is_the_fit_without_margins_and_below_the_bound(cnn, data):
+    """a_point[v, r]: the median fit of the same configurations, no coverage guard, no margins; never above
+    a[v, r]. The verified point estimate: the configuration's measured target + its own per-layer offset."""
+    x, y = data
+    options = {"conv2": [4, 8, 16], "fc1": [4, 8, 16, 32]}
+    est = Estimator.build(cnn, factorizers(cnn), options, calib=x, labels=y, factor_method="weight", n_configs=24)
+    keys = [(v, r) for v, rs in options.items() for r in rs]
+    cfg = {"conv2": 4, "fc1": 8}
+    assert est.loss_point_pts("fc1", None) == 0.0
+    est.refit(point_coverage=0.5, point_layer_pts=0.0, verified_point_layer_pts=0.1, point_scale=1.0)
+    med = est.fit_["median_sensitivity"]
+    for v, r in keys:
+        bound = est.loss_pts(v, r)
+        point = est.loss_point_pts(v, r)
+        assert 0 <= point <= bound
+        assert point == pytest.approx(min(med[v] * est.effects_[(v, r)].rel_err ** 2, bound))
+    assert any(est.loss_point_pts(*k) < est.loss_pts(*k) - 0.1 for k in keys)  # the margins separate them
+    assert est.predict_point(cfg) <= est.predict(cfg)
+    assert est.predict_point(cfg) == pytest.approx(sum(est.loss_point_pts(v, r) for v, r in cfg.items()))
+    m = est._target(est.measure(cfg))
+    assert est.verified_point_pts(cfg) == pytest.approx(min(m + 2 * 0.1, est.verified_pts(cfg)))
+    assert est.verified_point_pts(cfg) <= est.verified_pts(cfg)
+    # the safety margins move the bound only
+    points = {k: est.loss_point_pts(*k) for k in keys}
+    vp = est.verified_point_pts(cfg)
+    est.refit(margin=0.5, layer_margin_pts=0.6)
+    assert {k: est.loss_point_pts(*k) for k in keys} == pytest.approx(points)
+    assert est.verified_point_pts(cfg) == pytest.approx(vp)
+    assert est.verified_pts(cfg) == pytest.approx(1.5 * m + 2 * 0.6)
+    # the point settings move the point only; a higher quantile lies higher on the fitted configurations
+    bounds = {k: est.loss_pts(*k) for k in keys}
+    est.refit(point_scale=0.5, point_layer_pts=0.05, verified_point_layer_pts=0.2)
+    assert {k: est.loss_pts(*k) for k in keys} == pytest.approx(bounds)
+    for k in keys:
+        assert est.loss_point_pts(*k) == pytest.approx(min(0.5 * med[k[0]] * est.effects_[k].rel_err ** 2 + 0.05, bounds[k]))
+    assert est.verified_point_pts(cfg) == pytest.approx(0.5 * m + 2 * 0.2)
+    def covered() -> float:  # fraction of the fitted configurations the point fit reaches
+        lo, cap = est.fit_["fit_min_pts"], est.fit_["fit_cap_pts"]
+        hits = []
+        for c in est._samples:
+            t = est._target(est._measure_cached(c))
+            if t >= lo:
+                fit = sum(est.point_v_[v] * est.effects_[(v, r)].rel_err ** 2 for v, r in c.items())
+                hits.append(fit >= min(t, cap) - 1e-6)
+        assert len(hits) >= 6
+        return float(np.mean(hits))
+
+    est.refit(point_scale=1.0, point_layer_pts=0.0, point_coverage=0.1)
+    low = covered()
+    est.refit(point_coverage=0.9)
+    assert low <= 0.5 and covered() >= 0.8
+    assert est.fit_["point_coverage"] == 0.9 and "point_sensitivity" in est.summary()
+    with pytest.raises(CompressionError, match=r"point_coverage 1\.0.*\(0, 1\)"):
+        est.refit(point_coverage=1.0)
+    with pytest.raises(CompressionError, match="verified_point_layer_pts"):
+        est.refit(verified_point_layer_pts=-0.1)
+    # not measured: the weight-energy proxy has no separate point estimate
+    proxy = Estimator.build(cnn, factorizers(cnn))
+    assert proxy.loss_point_pts("fc1", 8) == proxy.loss_pts("fc1", 8) > 0
+    with pytest.raises(CompressionError, match="calibration data"):
+        proxy.verified_point_pts({"fc1": 8})

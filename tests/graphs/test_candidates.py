@@ -198,3 +198,48 @@ def test_refit_updates_every_option(mlp, digits):
         assert cg.option(v, r).accuracy_loss_pts == pytest.approx(a + 0.5)
     assert all(o.accuracy_loss_pts == 0.0 for opts in cg.options.values() for o in opts if o.rank is None)
     assert sum("accuracy loss fitted" in n for n in cg.notes) == 1 and "per compressed layer" in cg.notes[-1]
+
+
+def test_point_estimate_fields(cg, mlp):
+    """Every option carries the bound a[v, r] and the point estimate a_point[v, r] ≤ a[v, r]; the sums and the
+    verified numbers come in the same two kinds; the selection holds the bounds."""
+    from dataclasses import replace
+
+    from deepx_opt.graphs.accuracy import DEFAULT_POINT_LAYER_PTS, DEFAULT_VERIFIED_POINT_LAYER_PTS
+    from deepx_opt.graphs.candidates import LayerOption
+
+    est = cg.estimator
+    strict = 0
+    for v, opts in cg.options.items():
+        assert opts[0].accuracy_loss_point_pts == 0.0
+        for o in opts[1:]:
+            assert 0 <= o.accuracy_loss_point_pts <= o.accuracy_loss_pts
+            assert o.accuracy_loss_point_pts == pytest.approx(est.loss_point_pts(v, o.rank))
+            strict += o.accuracy_loss_point_pts < o.accuracy_loss_pts
+    assert strict >= 1
+    d = json.loads(json.dumps(cg.summary()))["layers"]["fc1"][1]
+    assert d["accuracy_loss_point_pts"] <= d["accuracy_loss_pts"]
+    for limit in (0.5, 2.0, 5.0):
+        choice = select_ranks(cg, limit, verify=True)
+        assert cg.predicted_loss_point_pts(choice) <= cg.predicted_loss_pts(choice)
+        assert cg.predicted_loss_point_pts(choice) == pytest.approx(
+            sum(cg.option(v, r).accuracy_loss_point_pts for v, r in choice.items()))
+        assert cg.verified_loss_point_pts(choice) <= cg.verified_loss_pts(choice) <= limit + 1e-9
+        n_layers = sum(r is not None for r in choice.values())
+        m = est._target(est.measure(choice))
+        assert cg.verified_loss_point_pts(choice) == pytest.approx(
+            min(est.point_scale * m + est.verified_point_layer_pts * n_layers, cg.verified_loss_pts(choice)))
+        # the point settings change what is reported, not what is selected
+        cg.refit(point_layer_pts=0.3, verified_point_layer_pts=0.0)
+        assert select_ranks(cg, limit, verify=True) == choice
+        assert cg.verified_loss_point_pts(choice) == pytest.approx(min(m, cg.verified_loss_pts(choice)))
+        cg.refit(point_layer_pts=DEFAULT_POINT_LAYER_PTS, verified_point_layer_pts=DEFAULT_VERIFIED_POINT_LAYER_PTS)
+    # a LayerOption built without a point estimate has the bound as its point; the bound caps a point above it
+    o = cg.option("fc1", cg.options["fc1"][1].rank)
+    bare = LayerOption(o.layer, o.rank, o.flops, o.params, o.weight_bytes, o.ops, 1.25)
+    assert bare.accuracy_loss_point_pts == 1.25
+    assert replace(o, accuracy_loss_pts=o.accuracy_loss_point_pts / 2).accuracy_loss_point_pts == o.accuracy_loss_point_pts / 2
+    with pytest.raises(CompressionError, match="calibration data"):
+        candidates(mlp).verified_loss_point_pts({"fc1": 8})
+    proxy = candidates(mlp)
+    assert all(o.accuracy_loss_point_pts == o.accuracy_loss_pts for opts in proxy.options.values() for o in opts)
