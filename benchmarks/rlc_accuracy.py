@@ -17,7 +17,8 @@ Protocols (``--calib-source``):
   *its* training images (2 draws per fold) and measured on the held-out fold (419 images). This mimics the test
   run (calibration on the model's training data, evaluation on data it never saw) with models that are not
   the zoo's. ``--tune`` chooses the estimator's settings on it (a grid, ranked by rows within the limit with
-  verified and with plain selection, then rows within one point, then FLOPs saved).
+  verified and with plain selection, then rows within one point, then FLOPs saved); ``--tune-point`` chooses
+  the point estimate's settings on it (they change the reported prediction, not the selected ranks).
 * ``test-half``: calibrate on a stratified half of the test split and measure on the other half (270 each;
   one seed = one split).
 
@@ -27,13 +28,19 @@ answers), ``pred_sd_pts`` that of the calibration-side measurement of the chosen
 its changed answers), and ``p_miss_perfect``, the probability that a perfect predictor of the population loss
 misses ``|pred − meas| ≤ 1`` through the measurement noise alone (``2 Φ(−1 / meas_sd)``).
 
-Targets (issue "RLC"): measured loss ≤ limit in every row; |predicted − measured| ≤ 1 point in every row;
-at a 2-point limit ≥ 50 % fewer weight bytes on the fully connected model.
+Each row reports two kinds of number: the bounds that the selection held to the limit (``sum_a_pts``, the
+planner's additive ``Σ a``, and ``bound_pts``, the verified bound) and the point estimates without safety margin
+(``sum_a_point_pts``, ``Σ a_point``, and ``predicted_pts``, the verified point estimate; with ``--no-verify``
+``predicted_pts`` is ``Σ a_point``).
+
+Targets (issue "RLC"): measured loss ≤ limit in every row; |predicted − measured| ≤ 1 point in every row (also
+reported for ``Σ a_point`` and ``Σ a``); at a 2-point limit ≥ 50 % fewer weight bytes on the fully connected
+model.
 
 Run: ``python benchmarks/rlc_accuracy.py --out bench-out`` (about 10 s on 2 cores; ``--calib-source dev`` about
-30 s the first time, when it trains the 6 development models; ``--tune`` a few minutes). Prints every row, the
-per model × method × limit table (markdown) and the totals, and writes ``rlc_accuracy.json`` (``--tune``:
-``rlc_tune.json``). Only numpy, onnx, onnxruntime, scipy and scikit-learn (the digits data) are needed.
+30 s the first time, when it trains the 6 development models; ``--tune`` a few minutes, ``--tune-point`` about
+100 s). Prints every row, the per model × method × limit table (markdown) and the totals, and writes
+``rlc_accuracy.json`` (``--tune``: ``rlc_tune.json``, ``--tune-point``: ``rlc_tune_point.json``). Only numpy, onnx, onnxruntime, scipy and scikit-learn (the digits data) are needed.
 """
 
 from __future__ import annotations
@@ -429,7 +436,8 @@ def main(argv=None) -> int:
                          "re-measure the choice on the calibration data and tighten)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="estimator setting (margin, coverage, fit_cap_pts, fit_min_pts, layer_margin_pts, "
-                         "verify_blend); default: the library's")
+                         "verify_blend, soft_flip_width, point_coverage, point_layer_pts, verified_point_layer_pts, "
+                         "point_scale); default: the library's")
     ap.add_argument("--tune", action="store_true",
                     help="choose the estimator settings on the development protocol (implies --calib-source dev)")
     ap.add_argument("--tune-point", action="store_true",

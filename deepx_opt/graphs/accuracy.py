@@ -32,9 +32,15 @@ estimate must be **additive** and **conservative**. How it is built:
 5. **Verification** of a chosen configuration (:meth:`Estimator.verified_pts`, used by
    ``select_ranks(..., verify=True)`` and ``deepx compress``): the whole configuration measured on the
    calibration data, with the same margins; no quantile, since it is one configuration, not a sum.
+6. **Point estimates**, next to those bounds (what is reported as the prediction; never held to the limit):
+   per option :meth:`Estimator.loss_point_pts` (``a_point[v, r]``: the median fit, no coverage guard, no
+   margin, capped by ``a[v, r]``) and per configuration :meth:`Estimator.verified_point_pts` (the measurement
+   + :data:`DEFAULT_VERIFIED_POINT_LAYER_PTS` per compressed layer, capped by the verified bound). A bound is
+   biased high by design, so it is not what is reported as the prediction (benchmark: docs/rlc.md).
 
 The settings (``coverage``, ``fit_cap_pts``, ``fit_min_pts``, ``margin``, ``layer_margin_pts``,
-``soft_flip_width``, ``verify_blend``) were chosen on a development protocol inside the training split of the
+``soft_flip_width``, ``verify_blend``; for the point estimates ``point_coverage``, ``point_layer_pts``,
+``verified_point_layer_pts``, ``point_scale``) were chosen on a development protocol inside the training split of the
 digits models (benchmarks/rlc_accuracy.py ``--calib-source dev --tune``), never on the test split;
 :meth:`Estimator.refit` changes them without measuring again.
 
