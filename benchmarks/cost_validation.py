@@ -95,14 +95,16 @@ def energy_variants(graph, fractions=ENERGY_FRACTIONS) -> list[tuple[str, object
 
 
 def _nvml_energy(profile, proc_name: str, model_name: str, variant: str, g, reps: int = 20,
-                 window_s: float = 1.0) -> dict | None:
+                 window_s: float = 1.0, alt_profile=None) -> dict | None:
     """One whole-model energy measurement by NVML (the runtime executor's own reading: board energy per
     inference over >= ``window_s`` of back-to-back runs) of ``g`` on one processor, with the predictions:
     ``before`` = the processor's active power (a kernel loop's) × predicted latency; ``after`` = the
     profile's power model (:func:`deepx_opt.cost_models.energy.plan_energy_uj` of the predicted blocks: the
     planner's per-option energies plus the per-run energy); ``after_at_measured`` = the same model at the
     blocks' latencies measured as the latency model is calibrated (:func:`deepx_opt.cost_models.power.
-    primed_block_us`; its error is the power model's own, without the latency model's). None without NVML."""
+    primed_block_us`; its error is the power model's own, without the latency model's); ``after_refit`` =
+    ``alt_profile``'s power model (the calibrated one refitted on the latency model's predictions,
+    :func:`deepx_opt.cost_models.power.refit_power_model`) at predicted latencies. None without NVML."""
     try:
         import pynvml  # noqa: F401
     except ImportError:
@@ -142,6 +144,12 @@ def _nvml_energy(profile, proc_name: str, model_name: str, variant: str, g, reps
         row["after_mj"] = plan_energy_uj(profile, blocks=[(proc_name, pred_block[v], works[v])
                                                           for v in g.layers()]).total_uj / 1e3
         row["after_at_measured_mj"] = model.predict_run_uj([(primed[v], works[v]) for v in g.layers()]) / 1e3
+    if alt_profile is not None and power_model_of(alt_profile, proc_name) is not None:
+        row["after_refit_mj"] = plan_energy_uj(alt_profile, blocks=[(proc_name, pred_block[v], works[v])
+                                                                    for v in g.layers()]).total_uj / 1e3
+    for k in ("before", "after", "after_at_measured", "after_refit"):
+        if f"{k}_mj" in row:
+            row[f"{k}_err_pct"] = (row[f"{k}_mj"] - row["measured_mj"]) / row["measured_mj"] * 100
     return row
 
 
@@ -163,21 +171,23 @@ def _aggregate_energy(passes: list[dict]) -> list[dict]:
                   "after_at_measured_mj"):
             if all(r.get(k) is not None for r in rs):
                 row[k] = float(np.mean([r[k] for r in rs]))
-        for k in ("before", "after", "after_at_measured"):
+        row.pop("after_at_measured_err_pct", None)
+        for k in ("before", "after", "after_at_measured", "after_refit"):
             if f"{k}_mj" in row:
                 row[f"{k}_err_pct"] = (row[f"{k}_mj"] - row["measured_mj"]) / row["measured_mj"] * 100
         out.append(row)
     return out
 
 
-def _energy_report(prof, energy: list[dict]) -> str:
-    """The energy tables: the power model and its fit, per model and variant, and |error| before/after."""
+def _energy_report(prof, energy: list[dict], alt_profile=None, passes: list[dict] | None = None) -> str:
+    """The energy tables: the power model(s) and fit(s), per model and variant, and |error| before/after."""
     from deepx_opt.cost_models.energy import power_model_of
 
+    profiles = [prof] + ([alt_profile] if alt_profile is not None else [])
+
     lines = []
-    for p in sorted({e["processor"] for e in energy}):
-        m = power_model_of(prof, p)
-        q = prof.processor(p)
+    for p, m, q in [(p, power_model_of(pr, p), pr.processor(p)) for p in sorted({e["processor"] for e in energy})
+                    for pr in profiles]:
         lines.append(f"{p}: idle {q.idle_power_w:.1f} W, active (kernel loop) {q.active_power_w:.1f} W, "
                      f"power model: {m!r}")
         if m is not None and m.fit_:
@@ -201,21 +211,24 @@ def _energy_report(prof, energy: list[dict]) -> str:
                      f"{e['mean_power_w']:.0f}" if e.get("mean_power_w") else "-",
                      f"{e['sm_clock_mhz']:.0f}" if e.get("sm_clock_mhz") else "-",
                      f"{e['wall_ms_per_run']:.3f}", f"{e['energy_run_blocks_ms']:.3f}", f"{e['primed_blocks_ms']:.3f}",
-                     f"{e['predicted_ms']:.3f}", cell("before"), cell("after"), cell("after_at_measured")])
+                     f"{e['predicted_ms']:.3f}", cell("before"), cell("after"), cell("after_at_measured"),
+                     cell("after_refit")])
     lines.append("")
     lines.append("whole-model energy per inference, NVML board energy (mean of the passes) vs predicted (before: "
                  "active power × predicted latency; after: power model at predicted latencies; after@meas: at "
                  "primed measured ones). W: measured mean power; MHz: SM clock after a window; wall: per run in "
-                 "the window; blocks: sum of block latencies in the window's runs / primed (min of 5)")
+                 "the window; blocks: sum of block latencies in the window's runs / primed (min of 5); "
+                 "after refit: the power model refitted on the latency model's predictions")
     lines.append(_table(["processor", "model", "variant", "measured mJ", "passes mJ", "spread", "W", "MHz",
-                         "wall ms", "blocks ms", "primed ms", "pred ms", "before mJ", "after mJ", "after@meas mJ"],
-                        rows))
+                         "wall ms", "blocks ms", "primed ms", "pred ms", "before mJ", "after mJ", "after@meas mJ",
+                         "after refit mJ"], rows))
     summ = []
-    for k in ("before", "after", "after_at_measured"):
-        errs = np.array([abs(e[k + "_err_pct"]) for e in energy if k + "_err_pct" in e])
-        if len(errs):
-            summ.append([k, len(errs), f"{errs.mean():.1f}", f"{np.median(errs):.1f}", f"{errs.max():.1f}",
-                         f"{(errs <= 15).mean() * 100:.0f}%"])
+    for k in ("before", "after", "after_at_measured", "after_refit"):
+        for label, rs in (("", energy), (" (each pass)", passes or [])):
+            errs = np.array([abs(e[k + "_err_pct"]) for e in rs if k + "_err_pct" in e])
+            if len(errs):
+                summ.append([k + label, len(errs), f"{errs.mean():.1f}", f"{np.median(errs):.1f}",
+                             f"{errs.max():.1f}", f"{(errs <= 15).mean() * 100:.0f}%"])
     sp = np.array([e["spread_pct"] for e in energy])
     if len(sp) and len(energy[0]["measured_passes_mj"]) > 1:
         summ.append(["(passes' spread)", len(sp), f"{sp.mean():.1f}", f"{np.median(sp):.1f}", f"{sp.max():.1f}",
@@ -311,12 +324,22 @@ def main(argv=None) -> int:
     energy_passes = []
     nvidia = [p for p in prof.processors if p.backend and p.backend.startswith("opencl")
               and (procs is None or p.name in wanted)]
+    alt = None
     if nvidia and fractions:
+        from deepx_opt.cost_models.power import refit_power_model
+
+        try:  # what calibration fits when it hands its latency models to calibrate_power
+            alt = prof.copy()
+            for p in nvidia:
+                alt.processor(p.name).power_model = refit_power_model(prof, p.name)
+        except Exception as exc:
+            print(f"no refitted power model: {exc}", file=sys.stderr)
+            alt = None
         jobs = [(g.name, v, vg) for g in graphs for v, vg in energy_variants(g, fractions)]
         for k in range(args.energy_passes):
             for p in nvidia:
                 for name, v, vg in (jobs if k % 2 == 0 else jobs[::-1]):
-                    e = _nvml_energy(prof, p.name, name, v, vg, window_s=args.energy_window_s)
+                    e = _nvml_energy(prof, p.name, name, v, vg, window_s=args.energy_window_s, alt_profile=alt)
                     if e:
                         e["pass"] = k
                         energy_passes.append(e)
@@ -351,13 +374,14 @@ def main(argv=None) -> int:
     print(_table(["processor", "model", "n", "within ±10%", "MAPE %"], models_tab))
     if energy:
         print(f"\nNVML energy validation: {t_energy:.0f} s")
-        print(_energy_report(prof, energy))
+        print(_energy_report(prof, energy, alt, energy_passes))
     res = {
         "machine": {"node": platform.node(), "processor": platform.processor(), "cores": os.cpu_count(),
                     "key": machine_key()},
         "mode": args.mode, "profile": args.profile, "models": models, "calibration_s": t_cal,
         "validation_s": t_val, "summary": summ, "summary_lomo": summ_lomo, "summary_vs_median": summ_med,
         "per_kind": kinds, "per_kind_lomo": kinds_lomo, "energy": energy, "energy_passes": energy_passes, "energy_s": t_energy,
+        "power_model_refit": ({p.name: alt.processor(p.name).power_model for p in nvidia} if alt else None),
         "rows": [{"processor": r.processor, "model": r.model, "layer": r.layer, "variant": r.variant,
                   "kind": r.kind, "steps": [f"{w.kind}/{w.variant}" for w in r.works],
                   "measured_us": r.measured_us, "measured_median_us": r.measured_median_us,

@@ -58,7 +58,7 @@ from deepx_opt.errors import CostModelError, ProfileError
 
 __all__ = ["PowerModel", "PowerSample", "POWER_FEATURES", "CANDIDATES", "SELECT_TOLERANCE_PCT",
            "fit_power_model", "calibrate_power", "measure_op_loop", "measure_model_run", "primed_block_us",
-           "sample_to_list",
+           "refit_power_model", "sample_to_list",
            "sample_from_list"]
 
 #: Features a power model may use (see the module docstring).
@@ -537,6 +537,39 @@ def primed_block_us(processor: str, graph: Any, *, warmup: int = 2, reps: int = 
     _, rep = execute_graph(graph, {v: processor for v in graph.layers()}, x, repeat=reps, warmup=warmup,
                            block_timing="sync", energy_window_s=0.05)
     return {v: float(min(b.latencies_us)) for v, b in rep.blocks.items()}
+
+
+def refit_power_model(profile: Any, processor: str) -> dict:
+    """The processor's power model refitted with its zoo samples' block times re-based on the profile's own
+    latency predictions (``block_overhead_us`` + the latency models of each block's works), i.e. what
+    :func:`calibrate_power` fits when given the fitted ``latency_models``. Returns the new ``power_model``
+    dict (the profile is not changed).
+
+    Raises
+    ------
+    CostModelError
+        when the processor has no power model with stored samples, or a work has no latency model.
+    """
+    from dataclasses import replace
+
+    proc = profile.processor(processor)
+    pm = proc.power_model or {}
+    data = (pm.get("fit") or {}).get("samples_data")
+    if not data:
+        raise CostModelError(f"processor {processor!r} of profile {profile.name!r} has no power model with stored "
+                             "samples (fit.samples_data) to refit")
+    predict = _latency_predictor(proc.latency_models)
+    rebased = []
+    for s in map(sample_from_list, data):
+        if s.runs > 0:
+            s = replace(s, blocks=tuple((float(proc.block_overhead_us) + sum(predict(w) for w in ws), ws)
+                                        for _, ws in s.blocks))
+        rebased.append(s)
+    model, _ = fit_power_model(rebased)
+    keep = {k: v for k, v in pm["fit"].items() if k in ("seconds", "idle_power_w", "loop_power_w")}
+    model.fit_.update(keep, time_basis="predicted (refit from the stored samples)",
+                      samples_data=[sample_to_list(s) for s in rebased])
+    return model.to_dict()
 
 
 def _latency_predictor(latency_models: Mapping[str, dict]) -> Callable[[Any], float]:
