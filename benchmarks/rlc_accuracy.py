@@ -277,7 +277,7 @@ def run(seeds: int, calib_source: str, *, calib_samples: int = 600, verify: bool
 
 def score(rows_v: list[dict], rows_p: list[dict]) -> tuple:
     """Tuning rank of a setting: rows within the limit (verified + plain selection), then rows within one point
-    (verified prediction + Σa of the verified choice), then mean FLOPs saved."""
+    (verified point estimate + Σa of the verified choice), then mean FLOPs saved."""
     ok = sum(x["measured_pts"] <= x["limit_pts"] + 1e-9 for x in rows_v + rows_p)
     w1 = sum(abs(x["verified_pts"] - x["measured_pts"]) <= 1 + 1e-9 for x in rows_v)
     w1a = sum(abs(x["sum_a_pts"] - x["measured_pts"]) <= 1 + 1e-9 for x in rows_v)

@@ -363,8 +363,9 @@ class Estimator:
 
         ``factor_method="data"`` first gives every factoriser its calibration inputs (layer inputs of the
         dense model on ``calib``), so that data-aware spectra are available before ranks are chosen.
-        ``settings``: ``fit_cap_pts``, ``fit_min_pts``, ``layer_margin_pts``, ``verify_blend`` (defaults: the
-        module constants).
+        ``settings``: ``fit_cap_pts``, ``fit_min_pts``, ``layer_margin_pts``, ``verify_blend``,
+        ``soft_flip_width`` (the bound), ``point_coverage``, ``point_layer_pts``, ``verified_point_layer_pts``,
+        ``point_scale`` (the point estimate); defaults: the module constants.
         """
         unknown = sorted(set(settings) - set(_SETTINGS))
         if unknown:
