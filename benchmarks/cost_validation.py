@@ -196,11 +196,12 @@ def _energy_report(prof, energy: list[dict], alt_profile=None, passes: list[dict
                          f"{f.get('held_out')}; block times {f.get('time_basis', '?')}), NVML part of calibration "
                          f"{f.get('seconds', '?')} s; op loops: "
                          + ", ".join(f"{k} {v:.0f} W" for k, v in (f.get("loop_power_w") or {}).items()))
-            lines.append(_table(["candidate", "features", "train MAPE %", "held-out MAPE %", "runs", "loops",
-                                 "held-out max %"],
+            lines.append(_table(["candidate", "features", "runs: fit MAPE %", "held-out MAPE %",
+                                 "held-out max %", "loops: fit MAPE %", "eligible"],
                                 [[c["name"], ",".join(c["features"]), f"{c['train_mape_pct']:.1f}",
-                                  f"{c['loo_mape_pct']:.1f}", f"{c.get('loo_runs_mape_pct', float('nan')):.1f}",
-                                  f"{c.get('loo_loops_mape_pct', float('nan')):.1f}", f"{c['loo_max_pct']:.1f}"]
+                                  f"{c['loo_mape_pct']:.1f}", f"{c['loo_max_pct']:.1f}",
+                                  f"{c.get('train_loops_mape_pct', float('nan')):.1f}",
+                                  "yes" if c.get("eligible", True) else "no"]
                                  for c in f.get("candidates", [])]))
     rows = []
     for e in energy:

@@ -176,8 +176,11 @@ def test_constant_power_cannot_price_heavy_blocks(calibrated):
     assert abs(const.predict_block_uj(gemv, t) / true_block_uj(gemv, t) - 1) > 0.3
     rows = {r["name"]: r for r in out["power_model"]["fit"]["candidates"]}
     chosen = out["power_model"]["fit"]["chosen"]
-    assert rows[chosen]["loo_mape_pct"] < rows["constant"]["loo_mape_pct"] - 5
-    assert rows[chosen]["loo_runs_mape_pct"] < 5
+    # the constant forms cannot fit the kernel loops, so they are not eligible; the chosen form predicts
+    # held-out models within a few per cent
+    assert not rows["constant"]["eligible"] and not rows["constant+run"]["eligible"]
+    assert rows["constant"]["train_loops_mape_pct"] > 15
+    assert rows[chosen]["eligible"] and rows[chosen]["loo_mape_pct"] < 5
 
 
 def test_selection_prefers_the_simplest_adequate_form():
