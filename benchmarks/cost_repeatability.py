@@ -11,6 +11,9 @@ blocks unless ``--block-timing auto``). It prints, per processor and kind of blo
 * ``pairs within ±10 %``: the share of (block, pass a, pass b) pairs whose two measurements agree within
   ±10 % of each other — what a perfect model fitted on one pass would score on another;
 * ``median spread %``: the median over blocks of (max − min) / min across passes;
+* ``halves within ±10 %`` (with 2k passes): the minimum over the first k passes against the minimum over the
+  last k — how well a calibration that times k passes (as ``deepx calibrate`` does, k = 3) agrees with a
+  validation that times k more: the ceiling of the validation's "within ±10 %" on the blocks it has seen;
 * per model, to show where the noise is.
 
 Run it on the machine whose validation figures it qualifies, e.g. ``python benchmarks/cost_repeatability.py
@@ -61,6 +64,20 @@ def agreement(values_by_block: dict, tol_pct: float = 10.0) -> tuple[float, floa
         spreads.append((max(v) - min(v)) / min(v) * 100)
     share = pairs_ok / pairs * 100 if pairs else float("nan")
     return share, float(np.median(spreads)) if spreads else float("nan"), len(spreads)
+
+
+def halves(values_by_block: dict, tol_pct: float = 10.0) -> tuple[float, int]:
+    """(share of blocks whose min over the first half of the passes is within ±tol % of the min over the
+    second half, blocks) — for an even number of passes ≥ 2."""
+    ok = n = 0
+    for vals in values_by_block.values():
+        k = len(vals) // 2
+        if k < 1:
+            continue
+        a, b = min(vals[:k]), min(vals[k:2 * k])
+        n += 1
+        ok += abs(b - a) / a * 100 <= tol_pct
+    return (ok / n * 100 if n else float("nan")), n
 
 
 def main(argv=None) -> int:
@@ -127,9 +144,10 @@ def main(argv=None) -> int:
                           [(f"kind {kd}", {k: v for k, v in mine.items() if kinds[k[1:]] == kd})
                            for kd in sorted(set(kinds.values()))]:
             share, spread, n = agreement(sel)
+            half, _ = halves(sel) if args.passes >= 2 else (float("nan"), 0)
             if n:
                 summary.append({"processor": proc, "blocks_of": label, "blocks": n, "pairs_within_pct": share,
-                                "median_spread_pct": spread})
+                                "median_spread_pct": spread, "halves_within_pct": half})
         for g in graphs:
             share, spread, n = agreement({k: v for k, v in mine.items() if k[1] == g.name})
             per_model.append({"processor": proc, "model": g.name, "blocks": n, "pairs_within_pct": share,
@@ -137,9 +155,9 @@ def main(argv=None) -> int:
     print(f"\nrepeatability on {platform.node()} ({os.cpu_count()} cores), {args.passes} passes in shuffled order, "
           f"min of {args.reps} runs each, block timing {args.block_timing}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    print(_table(["processor", "blocks of", "n", "pairs within ±10%", "median spread %"],
+    print(_table(["processor", "blocks of", "n", "pairs within ±10%", "median spread %", "halves within ±10%"],
                  [[s["processor"], s["blocks_of"], s["blocks"], f"{s['pairs_within_pct']:.0f}%",
-                   f"{s['median_spread_pct']:.1f}"] for s in summary]))
+                   f"{s['median_spread_pct']:.1f}", f"{s['halves_within_pct']:.0f}%"] for s in summary]))
     print()
     print(_table(["processor", "model", "n", "pairs within ±10%", "median spread %"],
                  [[s["processor"], s["model"], s["blocks"], f"{s['pairs_within_pct']:.0f}%",

@@ -102,7 +102,7 @@ class _OpCase:
 
 
 #: Bumped whenever what calibration measures or fits changes, so cached host profiles are re-made.
-CALIBRATION_METHOD_VERSION = 6
+CALIBRATION_METHOD_VERSION = 7
 
 def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
     p = k // 2 if pad is None else pad
@@ -455,7 +455,7 @@ def _block_latencies(processor: str, model: Any, warmup: int, reps: int,
     inputs = {n: rng.standard_normal(info.shape).astype(info.dtype) for n, info in model.inputs.items()}
     # host-synchronised blocks: the grid's ops are timed the same way, and marker-timed blocks are bimodal
     _, rep = execute_graph(model, {v: processor for v in model.layers()}, inputs, repeat=reps, warmup=warmup,
-                           block_timing="sync")
+                           block_timing="sync", measure_energy=False)
     return {v: list(b.latencies_us) for v, b in rep.blocks.items()}
 
 

@@ -393,3 +393,13 @@ def test_alternating_processors_stay_correct_over_many_runs():
         ref = _ort(proto, feeds)
         for o in model.outputs:
             np.testing.assert_allclose(outs[o], ref[o], rtol=1e-4, atol=1e-5, err_msg=f"seed {seed}: {o}")
+
+
+def test_latency_only_runs_skip_the_energy_reading():
+    """``measure_energy=False``: no NVML reading whatever the placement; the report says why."""
+    model = load_onnx(zoo.build("digits_mlp"))
+    feeds = _inputs(model)
+    _, report = execute_graph(model, {v: "cpu" for v in model.layers()}, feeds, repeat=1, warmup=0,
+                              measure_energy=False)
+    assert report.energy_uj is None and report.energy_source == "none"
+    assert any("not requested" in n for n in report.notes), report.notes
