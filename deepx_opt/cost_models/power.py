@@ -114,15 +114,18 @@ class PowerSample:
 
 
 def _work_to_list(w) -> list:
-    return [w.kind, w.op_type, float(w.flops), float(w.bytes), w.variant]
+    return [w.kind, w.op_type, float(w.flops), float(w.bytes), w.variant, float(w.im2col_bytes),
+            float(w.context_bytes)]
 
 
 def _work_from_list(x: Sequence) -> Any:
+    """Inverse of :func:`_work_to_list` (also reads the first format, without im2col and context bytes)."""
     from deepx_opt.cost_models.latency import OpWork
 
-    kind, op_type, flops, nbytes, variant = x
+    kind, op_type, flops, nbytes, variant = x[:5]
+    im2col, ctx = (float(x[5]), float(x[6])) if len(x) >= 7 else (0.0, 0.0)
     return OpWork(kind=str(kind), flops=float(flops), bytes=float(nbytes), op_type=str(op_type),
-                  variant=str(variant))
+                  variant=str(variant), im2col_bytes=im2col, context_bytes=ctx)
 
 
 def sample_to_list(s: PowerSample) -> list:

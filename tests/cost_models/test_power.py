@@ -12,6 +12,7 @@ the fitted law against the truth on work it never saw.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -233,3 +234,37 @@ def test_samples_and_model_round_trip():
 def test_calibrate_power_skips_non_nvidia_devices():
     assert calibrate_power("cpu", None, "x86_64", op_grid("small")) is None
     assert calibrate_power("opencl:0", None, "Portable Computing Language / cpu", op_grid("small")) is None
+
+
+def test_refit_on_latency_predictions(calibrated):
+    """refit_power_model re-bases the stored whole-model runs on the profile's own latency predictions."""
+    from deepx_opt.cost_models import load_profile
+    from deepx_opt.cost_models.latency import predict_work_us
+    from deepx_opt.cost_models.power import refit_power_model
+
+    out, _ = calibrated
+    prof = load_profile("tegrak1")
+    gpu = prof.processor("gpu")
+    with pytest.raises(CostModelError, match="no power model with stored samples"):
+        refit_power_model(prof, "gpu")
+    gpu.power_model = out["power_model"]
+    pm = refit_power_model(prof, "gpu")
+    assert pm["fit"]["time_basis"].startswith("predicted")
+    before = {s[0]: sample_from_list(s) for s in out["power_model"]["fit"]["samples_data"]}
+    for s in map(sample_from_list, pm["fit"]["samples_data"]):
+        b = before[s.label]
+        assert s.energy_uj == b.energy_uj
+        for (t, ws), (t0, _) in zip(s.blocks, b.blocks):
+            expect = t0 if s.runs == 0 else gpu.block_overhead_us + sum(predict_work_us(prof, "gpu", w) for w in ws)
+            assert t == pytest.approx(expect)
+    PowerModel.from_dict(pm)  # a valid model
+
+
+def test_stored_works_keep_latency_features():
+    conv, _ = heavy_block()
+    w = replace(conv[0], context_bytes=123.0)
+    s = sample_from_list(sample_to_list(PowerSample("a", "a", 1.0, ((5.0, (w,)),))))
+    assert s.blocks[0][1][0] == replace(w, name="")
+    # the first stored format (5 fields per work) still reads
+    old = ["a", "a", 1.0, 1.0, 0.0, [[5.0, [["conv", "Conv", 1e6, 1e5, "im2col"]]]]]
+    assert sample_from_list(old).blocks[0][1][0].im2col_bytes == 0.0
