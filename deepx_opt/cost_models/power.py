@@ -538,8 +538,7 @@ def measure_model_run(processor: str, graph: Any, *, window_s: float = 0.5, reps
 def primed_block_us(processor: str, graph: Any, *, warmup: int = 2, reps: int = 5) -> dict[str, float]:
     """Every block's latency (µs) measured as calibration measures the latency model's in-model samples
     (:func:`~deepx_opt.cost_models.calibrate.measure_model_blocks`: after :func:`~deepx_opt.cost_models.
-    calibrate.prime`, host-synchronised blocks, minimum of ``reps`` runs), with the executor's NVML reading
-    cut to a 0.05 s window (it measures energy whenever an NVIDIA device runs; 1 s by default)."""
+    calibrate.prime`, host-synchronised blocks, minimum of ``reps`` runs, no NVML reading)."""
     from deepx_opt.cost_models.calibrate import prime
     from deepx_opt.runtime.executor import execute_graph
 
@@ -547,7 +546,7 @@ def primed_block_us(processor: str, graph: Any, *, warmup: int = 2, reps: int = 
     rng = np.random.default_rng(0)
     x = {n: rng.standard_normal(i.shape).astype(i.dtype) for n, i in graph.inputs.items()}
     _, rep = execute_graph(graph, {v: processor for v in graph.layers()}, x, repeat=reps, warmup=warmup,
-                           block_timing="sync", energy_window_s=0.05)
+                           block_timing="sync", measure_energy=False)
     return {v: float(min(b.latencies_us)) for v, b in rep.blocks.items()}
 
 
