@@ -130,7 +130,7 @@ def main(argv=None) -> int:
                 prime(proc)
                 x = {n: rng.standard_normal(t.shape).astype(t.dtype) for n, t in vg.inputs.items()}
                 _, rep = execute_graph(vg, {v: proc for v in vg.layers()}, x, repeat=args.reps, warmup=args.warmup,
-                                       block_timing=args.block_timing)
+                                       block_timing=args.block_timing, measure_energy=False)
                 for v, b in rep.blocks.items():
                     if (name, var, v) in kinds:
                         meas.setdefault((proc, name, var, v), []).append(_stat(b.latencies_us, "min"))

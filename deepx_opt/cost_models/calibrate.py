@@ -72,10 +72,11 @@ ZOO_MODELS = ("digits_mlp", "digits_cnn", "svhn", "speakerid", "audioscene", "al
 MODES = {
     "quick": {"warmup": 1, "reps": 3, "grid": "small", "zoo": ZOO_MODELS, "fractions": (None, 0.35),
               "zoo_reps": 5, "zoo_passes": 1},
-    "default": {"warmup": 2, "reps": 5, "grid": "medium", "zoo": ZOO_MODELS, "fractions": (None, 0.35, 0.125),
+    "default": {"warmup": 2, "reps": 5, "grid": "medium", "zoo": ZOO_MODELS,
+                "fractions": (None, 0.7, 0.35, 0.18, 0.09),
                 "zoo_reps": 3, "zoo_passes": 3},
     "thorough": {"warmup": 3, "reps": 11, "grid": "large", "zoo": ZOO_MODELS,
-                 "fractions": (None, 0.75, 0.35, 0.125), "zoo_reps": 5, "zoo_passes": 3},
+                 "fractions": (None, 0.85, 0.7, 0.35, 0.18, 0.12, 0.09), "zoo_reps": 5, "zoo_passes": 3},
 }
 
 #: Modelled (active, idle) power in W per processor kind when nothing can be measured.
@@ -102,7 +103,7 @@ class _OpCase:
 
 
 #: Bumped whenever what calibration measures or fits changes, so cached host profiles are re-made.
-CALIBRATION_METHOD_VERSION = 7
+CALIBRATION_METHOD_VERSION = 8
 
 def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
     p = k // 2 if pad is None else pad
@@ -868,7 +869,8 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
         active, idle = (powers or {}).get(pname, DEFAULT_POWER_W.get(kind, DEFAULT_POWER_W["cpu"]))
         power_fields = {"active_power_w": float(active), "idle_power_w": float(idle), "power_source": "modelled"}
         if nvml:
-            measured = calibrate_power(pname, be, desc, cases, zoo_graphs)
+            measured = calibrate_power(pname, be, desc, cases, zoo_graphs, latency_models=models,
+                                       block_overhead_us=overhead_us)
             if measured:
                 power_fields.update(measured)
         procs.append(Processor(name=pname, kind=kind, memory_bytes=mem, backend=pname, **power_fields,
