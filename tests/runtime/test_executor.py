@@ -403,3 +403,28 @@ def test_latency_only_runs_skip_the_energy_reading():
                               measure_energy=False)
     assert report.energy_uj is None and report.energy_source == "none"
     assert any("not requested" in n for n in report.notes), report.notes
+
+
+def test_spinning_synchronize_waits_for_the_queue():
+    """``sync="spin"`` polls a marker instead of ``clFinish``: the queue is drained when it returns (a
+    download of the last output needs no further wait and matches onnxruntime); bad values are refused."""
+    from deepx_opt.errors import BackendError
+    from deepx_opt.runtime.backends import get_backend
+
+    cl = _opencl_name()
+    proto = _gemm_chain([64, 512, 512, 16])
+    model = load_onnx(proto)
+    feeds = _inputs(model)
+    outs, report = execute_graph(model, {v: cl for v in model.layers()}, feeds, repeat=2, warmup=1,
+                                 backend_options={cl: {"sync": "spin"}}, block_timing="sync")
+    ref = _ort(proto, feeds)
+    for o in model.outputs:
+        np.testing.assert_allclose(outs[o], ref[o], rtol=1e-4, atol=1e-4)
+    assert all(b.latency_us > 0 for b in report.blocks.values())
+    be = get_backend(cl, sync="spin")
+    x = be.upload(np.ones((256, 256), np.float32))
+    y = be.run("MatMul", [x, x], {})[0]
+    be.synchronize()
+    assert be.download(y)[0, 0] == pytest.approx(256.0)
+    with pytest.raises(BackendError, match="sync must be 'spin' or 'finish'"):
+        get_backend(cl, sync="sleep")
