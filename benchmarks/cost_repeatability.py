@@ -35,17 +35,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cost_validation import _setup_nvidia_icd, _table  # noqa: E402  (same folder)
 
 DEFAULT_MODELS = "digits_mlp,digits_cnn,svhn,speakerid,audioscene,alexnet"
 FRACTIONS = (None, 0.5, 0.25)
-
-
-def _table(headers, rows) -> str:
-    rows = [[str(c) for c in r] for r in rows]
-    w = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w[i]) for i, h in enumerate(headers)), "  ".join("-" * x for x in w)]
-    lines += ["  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
-    return "\n".join(lines)
 
 
 def agreement(values_by_block: dict, tol_pct: float = 10.0) -> tuple[float, float, int]:
@@ -93,8 +88,6 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.nvidia_icd:
-        from cost_validation import _setup_nvidia_icd  # same folder
-
         _setup_nvidia_icd()
 
     from deepx_opt import zoo
