@@ -103,7 +103,7 @@ class _OpCase:
 
 
 #: Bumped whenever what calibration measures or fits changes, so cached host profiles are re-made.
-CALIBRATION_METHOD_VERSION = 8
+CALIBRATION_METHOD_VERSION = 9
 
 def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
     p = k // 2 if pad is None else pad
@@ -137,6 +137,9 @@ def op_grid(size: str = "medium") -> list[_OpCase]:
                 if m > 1 and (k * n > 4.2e6 or (not big and (k, n) not in ((128, 512), (512, 128), (2048, 32)))):
                     continue
                 cases.append(_OpCase("Gemm", [(m, k), (k, n), (n,)], dict(gemm_attrs), [False, True, True]))
+                if m == 1:  # the weight stored outputs × inputs, as exporters write FC layers (variant gemv_t)
+                    cases.append(_OpCase("Gemm", [(1, k), (n, k), (n,)], dict(gemm_attrs, transB=1),
+                                         [False, True, True]))
     if big:  # weights far beyond any cache: AlexNet's fc7 and fc6
         cases.append(_OpCase("Gemm", [(1, 4096), (4096, 4096), (4096,)], dict(gemm_attrs), [False, True, True]))
         cases.append(_OpCase("Gemm", [(1, 9216), (4096, 9216), (4096,)], dict(gemm_attrs, transB=1),

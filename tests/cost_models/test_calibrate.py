@@ -112,8 +112,10 @@ def test_validate_measures_and_predicts_every_block(cpu_profile):
     assert {r.layer for r in low} == {"fc1", "fc2", "fc3"}
     assert all(r.measured_us > 0 and r.predicted_us > 0 for r in rows)
     assert all(r.measured_median_us >= r.measured_us for r in rows)  # measured_us is the minimum of the runs
-    # the executor's steps: a dense fc is one (fused) GEMV, a factorised one two
-    assert [w.variant for w in dense[0].works] == ["gemv"] and len(low[0].works) == 2
+    # the executor's steps: a dense fc is one (fused) GEMV of a weight stored outputs × inputs (transB=1), a
+    # factorised one two GEMVs of weights stored inputs × outputs
+    assert [w.variant for w in dense[0].works] == ["gemv_t"]
+    assert [w.variant for w in low[0].works] == ["gemv", "gemv"]
     summ = summarize_validation(rows)
     assert {s["variant"] for s in summ} == {"all", "dense", "low-rank"}
     assert all(0 <= s["within_pct"] <= 100 and s["mape_pct"] >= 0 for s in summ)

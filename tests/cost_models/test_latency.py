@@ -215,6 +215,9 @@ def test_variant_models_take_precedence_over_kind():
     assert predict_work_us(p, "gpu", gemv) == pytest.approx(2 * base)
     assert predict_work_us(p, "gpu", OpWork("gemm", 2e6, 4e6, "Gemm", variant="gemm")) == pytest.approx(base)
     assert op_work(OpSpec("MatMul", ["x", "W"], ["y"], {}), {"x": (1, 64), "W": (64, 10)}).variant == "gemv"
+    gemm_t = OpSpec("Gemm", ["x", "W"], ["y"], {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 1})
+    assert op_work(gemm_t, {"x": (1, 64), "W": (10, 64)}).variant == "gemv_t"  # weight stored outputs × inputs
+    assert op_work(gemm_t, {"x": (8, 64), "W": (10, 64)}).variant == "gemm"
     assert op_work(OpSpec("MatMul", ["x", "W"], ["y"], {}), {"x": (8, 64), "W": (64, 10)}).variant == "gemm"
 
 
