@@ -87,8 +87,9 @@ def work_variant(kind: str, op_type: str, *, rows: int = 0, pointwise: bool = Fa
     """Variant of a kind of work that gets its own latency model when calibrated (profile key
     ``"kind/variant"``): ``gemm`` → ``gemv`` (one output row: batch-1 FC layers, bound by reading the weight,
     stored inputs × outputs: ``MatMul``, ``Gemm`` with ``transB=0``, as RLC's factors are), ``gemv_t`` (the
-    same with the weight stored outputs × inputs, ``transB=1``, as exporters write FC layers — a different
-    BLAS path: 1.5× faster here, up to 4× with 16 OpenBLAS threads) or ``gemm``; ``conv`` → ``pointwise``
+    same with the weight stored outputs × inputs, ``transB=1``, as exporters write FC layers — another code
+    path: with several OpenBLAS threads 1.5–4× faster than ``gemv``, with one thread the same, on PoCL up to 2×
+    slower) or ``gemm``; ``conv`` → ``pointwise``
     (1×1, stride 1, no padding: one GEMM) or ``im2col``; other kinds → the op type (``MaxPool`` and
     ``GlobalAveragePool`` differ, as do ``Reshape`` and ``Transpose``).
 
