@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         _setup_nvidia_icd()
 
     from deepx_opt import zoo
-    from deepx_opt.cost_models.calibrate import _stat, model_block_works, prime, timing_variant
+    from deepx_opt.cost_models.calibrate import _stat, model_block_works, prime, timing_variants
     from deepx_opt.graphs import load_onnx
     from deepx_opt.runtime.backends import available_backends
     from deepx_opt.runtime.backends.base import canonical_processor_name
@@ -101,24 +101,18 @@ def main(argv=None) -> int:
         else available_backends()
     graphs = [load_onnx(zoo.build(m.strip())) for m in args.models.split(",") if m.strip()]
     rng = np.random.default_rng(args.seed)
-    variants = []
-    for g in graphs:
-        for frac in FRACTIONS:
-            vg = timing_variant(g, frac, np.random.default_rng(1))
-            if vg is not None:
-                variants.append((g.name, "dense" if frac is None else f"rank={frac:g}", vg))
+    variants = [(g.name, var, vg, layers) for g, var, vg, layers in timing_variants(graphs, FRACTIONS)]
     kinds = {}
-    for name, var, vg in variants:
-        for v, works in model_block_works(vg).items():
-            if var != "dense" and "rank" not in vg.dag.nodes[v]:
-                continue
-            kinds[(name, var, v)] = works[0].kind if works else "?"
+    for name, var, vg, layers in variants:
+        works = model_block_works(vg)
+        for v in layers:
+            kinds[(name, var, v)] = works[v][0].kind if works[v] else "?"
     meas: dict[tuple, list[float]] = {}
     t0 = time.perf_counter()
     for p in range(args.passes):
         order = rng.permutation(len(variants))
         for i in order:
-            name, var, vg = variants[i]
+            name, var, vg, _ = variants[i]
             for proc in procs:
                 prime(proc)
                 x = {n: rng.standard_normal(t.shape).astype(t.dtype) for n, t in vg.inputs.items()}

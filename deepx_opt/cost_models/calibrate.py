@@ -43,7 +43,6 @@ Example
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import statistics
@@ -58,11 +57,11 @@ import numpy as np
 from deepx_opt.cost_models.latency import LatencyModel, OpWork, block_works, model_shapes, op_work
 from deepx_opt.cost_models.power import calibrate_power
 from deepx_opt.cost_models.profile import DeviceProfile, Link, Processor, load_profile, save_profile
-from deepx_opt.errors import BackendUnavailableError, CostModelError, ProfileError
+from deepx_opt.errors import CostModelError, ProfileError
 
 __all__ = ["MODES", "Sample", "BlockSample", "op_grid", "benchmark_ops", "calibrate", "validate", "ValidationRow",
            "fit_latency_models", "fit_data", "leave_one_model_out", "repredict", "timing_variant",
-           "measure_model_blocks", "model_block_works", "summarize_validation", "host_profile", "machine_key",
+           "measure_model_blocks", "model_block_works", "timing_variants", "summarize_validation", "host_profile", "machine_key",
            "cache_dir", "DEFAULT_POWER_W"]
 
 #: Settings per mode: warm-up runs, timed runs, grid size, zoo models run whole by the executor (their blocks
@@ -418,13 +417,30 @@ def timing_variant(model: Any, fraction: float | None, rng: np.random.Generator 
     return g
 
 
+def timing_variants(graphs: Sequence[Any], fractions: Sequence[float | None],
+                    rng: np.random.Generator | None = None) -> list[tuple[Any, str, Any, list[str]]]:
+    """Every ``(graph, label, variant graph, sampled layers)`` of :func:`timing_variant` over ``graphs`` and
+    ``fractions`` (None: dense; label ``"dense"`` or ``"rank=F"``). A dense variant samples every layer, a
+    factorised one only its factorised layers (the others are the dense variant's); graphs with nothing to
+    factorise have no factorised variants."""
+    rng = rng or np.random.default_rng(0)
+    out = []
+    for g in graphs:
+        for frac in fractions:
+            vg = timing_variant(g, frac, rng)
+            if vg is None:
+                continue
+            layers = [v for v in vg.layers() if frac is None or "rank" in vg.dag.nodes[v]]
+            out.append((g, "dense" if frac is None else f"rank={frac:g}", vg, layers))
+    return out
+
+
 def measure_model_blocks(processor: str, model: Any, *, warmup: int = 2, reps: int = 5,
                          rng: np.random.Generator | None = None, stat: str | None = None) -> dict[str, float]:
     """Latency (µs; :data:`TIMING_STAT` over ``reps`` runs, or ``stat``: ``min``/``median``) of every block
     of ``model`` run whole on one processor by the runtime executor
     (:func:`deepx_opt.runtime.executor.execute_graph`: the same steps, dispatch and synchronisation as a
     real run), after :func:`prime`."""
-    from deepx_opt.runtime.executor import execute_graph
 
     return {v: _stat(ts, stat) for v, ts in _block_latencies(processor, model, warmup, reps, rng).items()}
 
@@ -495,21 +511,13 @@ def _passes(processor: str, jobs: Sequence[Any], passes: int, warmup: int, reps:
 def _zoo_block_samples(processor: str, graphs: Sequence[Any], fractions: Sequence[float | None], warmup: int,
                        reps: int, progress: Callable | None, label: str, passes: int = 1) -> list[BlockSample]:
     rng = np.random.default_rng(1)
-    jobs = []
-    for g in graphs:
-        for frac in fractions:
-            vg = timing_variant(g, frac, rng)
-            if vg is not None:
-                jobs.append((g, "dense" if frac is None else f"rank={frac:g}", vg))
-    lats = _passes(processor, [vg for _, _, vg in jobs], passes, warmup, reps, rng, progress, label,
+    jobs = timing_variants(graphs, fractions, rng)
+    lats = _passes(processor, [vg for _, _, vg, _ in jobs], passes, warmup, reps, rng, progress, label,
                    lambda i: f"{jobs[i][0].name}:{jobs[i][1]}")
     out: list[BlockSample] = []
-    for (g, vname, vg), times in zip(jobs, lats):
+    for (g, vname, vg, layers), times in zip(jobs, lats):
         works = model_block_works(vg)
-        for v in vg.layers():
-            if vname != "dense" and "rank" not in vg.dag.nodes[v]:
-                continue  # unchanged layer: sampled once, in the dense run
-            out.append(BlockSample(works[v], _stat(times[v]), g.name, v, vname))
+        out += [BlockSample(works[v], _stat(times[v]), g.name, v, vname) for v in layers]
     return out
 
 
@@ -588,13 +596,16 @@ def _fit_keyed(items: Sequence[tuple[OpWork, float, float]]) -> dict[str, dict]:
     return models
 
 
-def _predict_with(models: dict[str, dict], work: OpWork) -> float | None:
+def _model_key(models: dict[str, dict], work: OpWork) -> str | None:
+    """The key of the most specific of ``models`` that costs ``work`` (None: none does)."""
     from deepx_opt.cost_models.latency import model_keys
 
-    for k in model_keys(work):
-        if k in models:
-            return float(LatencyModel.from_dict(models[k]).predict(work)[0])
-    return None
+    return next((k for k in model_keys(work) if k in models), None)
+
+
+def _predict_with(models: dict[str, dict], work: OpWork) -> float | None:
+    k = _model_key(models, work)
+    return None if k is None else float(LatencyModel.from_dict(models[k]).predict(work)[0])
 
 
 def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], block_overhead_us: float = 0.0, *,
@@ -612,7 +623,6 @@ def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], bl
     shapes measured inside models (:meth:`LatencyModel.set_local_correction`). ``exclude_models``: zoo models whose blocks are left out
     (leave-one-model-out checks).
     """
-    from deepx_opt.cost_models.latency import model_keys
 
     skip = set(exclude_models)
     blocks = [b for b in blocks if b.model not in skip]
@@ -670,11 +680,10 @@ LOCAL_CORRECTION_GRID = tuple((bw, cs) for bw in (0.1, 0.2, 0.3, 0.5) for cs in 
 def _corrected(models: dict[str, dict], inmodel: Sequence[tuple], bandwidth: float,
                context_scale: float, recall: bool = True) -> dict[str, LatencyModel]:
     """Each model that costs some of the in-model samples ``(group, work, µs)``, locally corrected by them."""
-    from deepx_opt.cost_models.latency import model_keys
 
     by_key: dict[str, list] = {}
     for _, w, t in inmodel:
-        key = next((k for k in model_keys(w) if k in models), None)
+        key = _model_key(models, w)
         if key is not None:
             by_key.setdefault(key, []).append((w, t))
     return {key: LatencyModel.from_dict(models[key]).set_local_correction(
@@ -688,7 +697,6 @@ def choose_local_correction(models: dict[str, dict], inmodel: Sequence[tuple], b
     """(bandwidth, context scale) of the local correction, from :data:`LOCAL_CORRECTION_GRID`, that best
     predicts each zoo run — one model at one rank, ``group`` — from corrections built on the *other* runs
     (mean |log error| of its blocks): how well the correction carries to ranks and models it has not seen."""
-    from deepx_opt.cost_models.latency import model_keys
 
     groups = sorted({g for g, _, _ in inmodel})
     if len(groups) < 3:
@@ -698,54 +706,36 @@ def choose_local_correction(models: dict[str, dict], inmodel: Sequence[tuple], b
     # the correction's points per model key, and every step of a zoo block to predict (block index, key)
     pts: dict[str, list] = {}
     for g, w, t in inmodel:
-        key = next((k for k in model_keys(w) if k in models), None)
+        key = _model_key(models, w)
         if key is not None:
             pts.setdefault(key, []).append((gid[g], w, t))
-    steps: dict[str, list] = {}
-    base = []
     todo = [b for b in blocks if (b.model, b.variant) in gid]
+    steps: dict[str, list] = {}  # model key -> the (block index, work) of every step it costs
     for bi, b in enumerate(todo):
         for w in b.works:
-            key = next((k for k in model_keys(w) if k in models), None)
-            if key is None:
-                continue
-            steps.setdefault(key, []).append((bi, w))
-    for key in steps:
-        steps[key] = (np.array([bi for bi, _ in steps[key]]), [w for _, w in steps[key]])
-        base.append((key, plain[key].predict(steps[key][1])))
-    base = dict(base)
+            key = _model_key(models, w)
+            if key is not None:
+                steps.setdefault(key, []).append((bi, w))
     qgroup = np.array([gid[(b.model, b.variant)] for b in todo])
     y = np.array([b.latency_us for b in todo])
     best, best_err = (LOCAL_BANDWIDTH, LOCAL_CONTEXT_SCALE), float("inf")
     for bw, cs in LOCAL_CORRECTION_GRID:
         pred = np.full(len(todo), float(block_overhead_us))
-        for key, (bidx, ws) in steps.items():
-            mult = np.ones(len(ws))
+        for key, its in steps.items():
+            bidx, ws = np.array([bi for bi, _ in its]), [w for _, w in its]
             if key in pts:
                 pg = np.array([g for g, _, _ in pts[key]])
                 m = LatencyModel.from_dict(models[key]).set_local_correction(
                     [w for _, w, _ in pts[key]], [t for _, _, t in pts[key]], bandwidth=bw, shrink=LOCAL_SHRINK,
                     context_scale=cs)
-                P = np.asarray(m.local_points_)
-                Z = m._shape_coords(_feature_rows(m, ws), _contexts(ws))
-                d2 = ((Z[:, None, :] - P[None, :, :-1]) ** 2).sum(axis=2)
-                k = np.exp(-0.5 * d2 / bw ** 2) * (pg[None, :] != qgroup[bidx][:, None])  # other runs only
-                mult = np.exp((k @ P[:, -1]) / (k.sum(axis=1) + LOCAL_SHRINK))
-            np.add.at(pred, bidx, base[key] * mult)
+                p = m.predict(ws, point_mask=pg[None, :] != qgroup[bidx][:, None])  # other runs' points only
+            else:
+                p = plain[key].predict(ws)
+            np.add.at(pred, bidx, p)
         err = float(np.mean(np.abs(np.log(np.maximum(pred, 1e-9) / y))))
         if err < best_err - 1e-9:
             best, best_err = (bw, cs), err
     return best
-
-
-def _feature_rows(model: LatencyModel, works: Sequence[OpWork]) -> np.ndarray:
-    from deepx_opt.cost_models.latency import _as_matrix
-
-    return _as_matrix(list(works), model.features, model.cache_bytes_)
-
-
-def _contexts(works: Sequence[OpWork]) -> np.ndarray:
-    return np.array([float(w.context_bytes) for w in works])
 
 
 def _work_dict(w: OpWork) -> dict:
@@ -980,20 +970,14 @@ def validate(profile: DeviceProfile, models: Sequence[str] | Sequence[Any], *, p
                            f"{' among ' + ', '.join(processors) if processors else ''}")
     rows: list[ValidationRow] = []
     rng = np.random.default_rng(2)
-    jobs = []
-    for g in graphs:
-        for frac in (None, *rank_fractions):
-            vg = timing_variant(g, frac, rng)
-            if vg is not None:
-                jobs.append((g, "dense" if frac is None else f"rank={frac:g}", vg, model_block_works(vg)))
+    jobs = timing_variants(graphs, (None, *rank_fractions), rng)
+    works_of = [model_block_works(vg) for _, _, vg, _ in jobs]
     for proc in procs:
         all_lats = _passes(proc.backend, [j[2] for j in jobs], passes, warmup, reps, rng, prog, proc.name,
                            lambda i: f"{jobs[i][0].name}:{jobs[i][1]}")
-        for (g, vname, vg, works), lats in zip(jobs, all_lats):
-            for v in vg.layers():
+        for (g, vname, vg, layers), works, lats in zip(jobs, works_of, all_lats):
+            for v in layers:  # an unchanged layer is reported once, in the dense variant
                 d = vg.dag.nodes[v]
-                if vname != "dense" and "rank" not in d:
-                    continue  # unchanged layer: reported once, in the dense variant
                 pred = proc.block_overhead_us + sum(predict_work_us(profile, proc.name, w) for w in works[v])
                 rows.append(ValidationRow(proc.name, g.name, v, vname, d["kind"], _stat(lats[v]), pred, works[v],
                                           float(statistics.median(lats[v]))))

@@ -526,16 +526,19 @@ class LatencyModel:
         if not hasattr(self, "coef_"):
             raise CostModelError("this LatencyModel is not fitted; call fit() or build it with from_dict()")
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any, *, point_mask: np.ndarray | None = None) -> np.ndarray:
         """Predicted latency in µs of each sample (:class:`OpWork` items or feature-matrix rows): the
-        regression, times the local correction of :meth:`set_local_correction` when there is one."""
+        regression, times the local correction of :meth:`set_local_correction` when there is one.
+
+        ``point_mask`` (samples × correction points, 0/1) leaves points out of each sample's correction, e.g.
+        a sample's own model run when the correction is cross-validated."""
         self._check_fitted()
         A = _as_matrix(X, self.features, self.cache_bytes_)
         base = _eval(self.family_, np.asarray(self.coef_), A)
         pts = getattr(self, "local_points_", None)
         if pts is None or len(pts) == 0:
             return base
-        return base * np.exp(self._correction(A, _context_of(X, len(A))))
+        return base * np.exp(self._correction(A, _context_of(X, len(A)), point_mask))
 
     def _shape_coords(self, A: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         cols = [j for j, f in enumerate(self.features) if f in _SHAPE_FEATURES]
@@ -546,15 +549,17 @@ class LatencyModel:
             Z = np.c_[Z, scale * np.log1p(np.maximum(ctx, 0.0))]
         return Z
 
-    def _correction(self, A: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+    def _correction(self, A: np.ndarray, context: np.ndarray | None = None,
+                    point_mask: np.ndarray | None = None) -> np.ndarray:
         P = np.asarray(self.local_points_, dtype=float)
         Z = self._shape_coords(A, context)
         d2 = ((Z[:, None, :] - P[None, :, :-1]) ** 2).sum(axis=2)
-        k = np.exp(-0.5 * d2 / self.local_bandwidth_ ** 2)
+        mask = 1.0 if point_mask is None else np.asarray(point_mask, dtype=float)
+        k = np.exp(-0.5 * d2 / self.local_bandwidth_ ** 2) * mask
         out = (k @ P[:, -1]) / (k.sum(axis=1) + self.local_shrink_)
         rec = getattr(self, "local_recall_", None)
         if rec:
-            k2 = np.exp(-0.5 * d2 / rec["bandwidth"] ** 2)
+            k2 = np.exp(-0.5 * d2 / rec["bandwidth"] ** 2) * mask
             out = out + (k2 @ np.asarray(rec["values"])) / (k2.sum(axis=1) + self.local_shrink_)
         return out
 
