@@ -18,7 +18,8 @@ with the queue drained at the start of the run. On other backends (numpy ``cpu``
 synchronised after its ops and timed with the host clock. ``block_timing="sync"`` times every backend that
 way (the host waits for each block): per-block figures are then reproducible — with markers a small block
 reads either its kernels' time (the host ran ahead) or the host's enqueue time (the device waited), e.g.
-2 µs or 55 µs for the same PoCL block in two runs — which is what calibration and validation need. The end-to-end latency of a repeat runs from
+2 µs or 55 µs for the same PoCL block in two runs — which is what calibration and validation need. The
+end-to-end latency of a repeat runs from
 the moment the graph inputs are handed to the workers until every graph output is back on the host and
 every queue has drained.
 
