@@ -88,8 +88,8 @@ def work_variant(kind: str, op_type: str, *, rows: int = 0, pointwise: bool = Fa
     ``"kind/variant"``): ``gemm`` → ``gemv`` (one output row: batch-1 FC layers, bound by reading the weight,
     stored inputs × outputs: ``MatMul``, ``Gemm`` with ``transB=0``, as RLC's factors are), ``gemv_t`` (the
     same with the weight stored outputs × inputs, ``transB=1``, as exporters write FC layers — another code
-    path: with several OpenBLAS threads 1.5–4× faster than ``gemv``, with one thread the same, on PoCL up to 2×
-    slower) or ``gemm``; ``conv`` → ``pointwise``
+    path on backends that run the weight as stored; the numpy backend re-lays every GEMM weight out to outputs ×
+    inputs at load, ``Backend.gemm_weight_layout``, so there both variants take that path) or ``gemm``; ``conv`` → ``pointwise``
     (1×1, stride 1, no padding: one GEMM) or ``im2col``; other kinds → the op type (``MaxPool`` and
     ``GlobalAveragePool`` differ, as do ``Reshape`` and ``Transpose``).
 

@@ -65,6 +65,7 @@ from deepx_opt.errors import BackendUnavailableError, InputError, PlanError
 from deepx_opt.runtime.backends.base import (
     FUSED_ACTIVATION_ATTR,
     Backend,
+    relayout_weight,
     available_backends,
     canonical_processor_name,
     get_backend,
@@ -374,13 +375,19 @@ class _Step:
 
 
 def _prepare_steps(ops: Sequence, outputs: Sequence[str], weights: Mapping[str, np.ndarray],
-                   extra_weights: dict[str, np.ndarray], layer: str) -> list[tuple[str, list[str], list[str], dict]]:
-    """The block's ops as the executor runs them, with two exact-in-real-arithmetic rewrites:
+                   extra_weights: dict[str, np.ndarray], layer: str,
+                   weight_layout: str | None = None) -> list[tuple[str, list[str], list[str], dict]]:
+    """The block's ops as the executor runs them, with three exact-in-real-arithmetic rewrites:
 
     1. ``Conv → BatchNormalization`` with constant conv weight/bias and BN parameters becomes one Conv whose
        weights are scaled per output channel (``W·s``, ``(B − mean)·s + bias`` with ``s = scale/√(var+ε)``,
        computed in float64 once; the new weights go to ``extra_weights``);
     2. ``Conv/Gemm/MatMul/Add/Sub/Mul/Div/Sum → Relu|Clip`` becomes the main op with ``fused_activation``.
+
+    3. with ``weight_layout`` (the processor's :attr:`~deepx_opt.runtime.backends.base.Backend.gemm_weight_layout`),
+       the constant 2-D weight of a ``Gemm``/``MatMul`` is stored the way that backend computes it fastest
+       (:func:`~deepx_opt.runtime.backends.base.relayout_weight`; the copy, ``<weight>.<layout>``, goes to
+       ``extra_weights`` and replaces the original on that processor).
 
     A pair merges only when the second op reads the first one's only output and nothing else (no later
     op, no block output) reads that intermediate tensor.
@@ -423,20 +430,33 @@ def _prepare_steps(ops: Sequence, outputs: Sequence[str], weights: Mapping[str, 
                 attrs["fused_max"] = float(act.attrs.get("max", np.inf))
             steps[i:i + 2] = [_Step(main.op_type, main.inputs, act.outputs, attrs)]
         i += 1
+    for st in steps if weight_layout else ():
+        w = st.inputs[1] if st.op_type in ("Gemm", "MatMul") and len(st.inputs) > 1 else None
+        arr = extra_weights.get(w, weights.get(w)) if w else None
+        if arr is None:
+            continue
+        moved = relayout_weight(st.op_type, st.attrs, arr, weight_layout)
+        if moved is not None:
+            name = f"{w}.{weight_layout}"
+            st.attrs = moved[0]
+            extra_weights.setdefault(name, moved[1])
+            st.inputs = [st.inputs[0], name] + st.inputs[2:]
     return [(st.op_type, st.inputs, st.outputs, st.attrs) for st in steps]
 
 
-def block_steps(model, layer: str) -> tuple[list[tuple[str, list[str], list[str], dict]], dict[str, np.ndarray]]:
+def block_steps(model, layer: str, weight_layout: str | None = None
+                ) -> tuple[list[tuple[str, list[str], list[str], dict]], dict[str, np.ndarray]]:
     """The ops the executor runs for one block, and the weights its rewrites create.
 
     Returns ``(steps, extra_weights)``: ``steps`` are ``(op_type, inputs, outputs, attrs)`` after
-    Conv+BN folding and Relu/Clip fusion (see :func:`_prepare_steps`); input names are looked up in the
-    activations, ``model.weights`` or ``extra_weights``. Cost-model calibration uses this to time exactly
-    what execution runs.
+    Conv+BN folding, Relu/Clip fusion and, with ``weight_layout`` (the processor backend's
+    ``gemm_weight_layout``), the GEMM weights re-laid out (see :func:`_prepare_steps`); input names are looked
+    up in the activations, ``model.weights`` or ``extra_weights``. Cost-model calibration uses this to time
+    exactly what execution runs.
     """
     d = model.layer(layer)
     extra: dict[str, np.ndarray] = {}
-    return _prepare_steps(d["ops"], d["outputs"], model.weights, extra, layer), extra
+    return _prepare_steps(d["ops"], d["outputs"], model.weights, extra, layer, weight_layout), extra
 
 
 def _validate_inputs(model, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -517,7 +537,8 @@ class _Executor:
         for v in order:
             d = model.layer(v)
             preds = preds_of[v]
-            steps = _prepare_steps(d["ops"], d["outputs"], model.weights, self.extra_weights, v)
+            steps = _prepare_steps(d["ops"], d["outputs"], model.weights, self.extra_weights, v,
+                                   getattr(backends.get(placement[v]), "gemm_weight_layout", None))
             used = sorted({t for _, ins, _, _ in steps for t in ins
                            if t and (t in model.weights or t in self.extra_weights)})
             self.layers[v] = _Layer(

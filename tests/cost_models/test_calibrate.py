@@ -56,6 +56,28 @@ def test_grid_covers_every_calibrated_kind():
         op_grid("huge")
 
 
+def test_grid_times_gemm_weights_in_the_layout_the_executor_runs():
+    """On numpy (gemm_weight_layout "nk") a grid GEMV stored inputs × outputs is timed as the executor runs it
+    (weight transposed once, transB=1); its work, and so its cost-model key, stays the model's (gemv)."""
+    from deepx_opt.cost_models.calibrate import _case_work, _laid_out
+    from deepx_opt.runtime import get_backend
+    from deepx_opt.runtime.backends.base import WEIGHT_NK_ATTR
+
+    cpu = get_backend("cpu")
+    cases = {(c.op_type, c.attrs.get("transB", 0)): c for c in op_grid("small") if c.inputs[0][0] == 1
+             and c.op_type in ("Gemm", "MatMul")}
+    rng = np.random.default_rng(0)
+    for (op_type, trans_b), case in cases.items():
+        arrays = [None if s is None else rng.standard_normal(s).astype(np.float32) for s in case.inputs]
+        attrs, laid = _laid_out(cpu, case, arrays)
+        assert attrs.get("transB", 0) == 1 if op_type == "Gemm" else attrs[WEIGHT_NK_ATTR] == 1
+        assert laid[1].shape == arrays[1].shape[::-1] or trans_b
+        ref = cpu.run(op_type, arrays, case.attrs)[0]  # sums in another order: float32 rounding apart
+        np.testing.assert_allclose(cpu.run(op_type, laid, attrs)[0], ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+        assert _case_work(case).variant == ("gemv_t" if trans_b else "gemv")
+    assert set(cases) == {("Gemm", 0), ("Gemm", 1), ("MatMul", 0)}
+
+
 def test_quick_calibration_cpu(cpu_profile, tmp_path):
     p = cpu_profile
     cpu = p.processor("cpu")

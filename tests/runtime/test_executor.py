@@ -428,3 +428,50 @@ def test_spinning_synchronize_waits_for_the_queue():
     assert be.download(y)[0, 0] == pytest.approx(256.0)
     with pytest.raises(BackendError, match="sync must be 'spin' or 'finish'"):
         get_backend(cl, sync="sleep")
+
+
+def test_relayout_weight_moves_only_the_storage():
+    from deepx_opt.errors import BackendError
+    from deepx_opt.runtime.backends.base import WEIGHT_NK_ATTR, relayout_weight
+
+    w = np.arange(6, dtype=np.float32).reshape(3, 2)  # K=3 inputs, N=2 outputs
+    attrs, wt = relayout_weight("Gemm", {"transB": 0, "alpha": 1.0}, w, "nk")
+    assert attrs == {"transB": 1, "alpha": 1.0} and wt.flags.c_contiguous
+    np.testing.assert_array_equal(wt, w.T)
+    assert relayout_weight("Gemm", {"transB": 1}, wt, "nk") is None  # already stored so
+    back, w2 = relayout_weight("Gemm", {"transB": 1}, wt, "kn")
+    assert back["transB"] == 0 and np.array_equal(w2, w)
+    assert relayout_weight("Gemm", {"transA": 1, "transB": 0}, w, "nk") is None  # left alone
+    attrs, wt = relayout_weight("MatMul", {}, w, "nk")
+    assert attrs == {WEIGHT_NK_ATTR: 1}
+    assert relayout_weight("MatMul", {}, w, None) is None
+    assert relayout_weight("MatMul", {}, np.ones((2, 3, 4), np.float32), "nk") is None  # not a 2-D weight
+    with pytest.raises(BackendError, match="accepted: 'nk', 'kn', None"):
+        relayout_weight("Gemm", {}, w, "kn-ish")
+
+
+def test_cpu_runs_gemm_weights_stored_outputs_by_inputs():
+    """numpy's gemm_weight_layout is "nk": a factorised MLP's MatMul/Gemm(transB=0) weights are re-laid out
+    once for the cpu (block_steps shows it), and the output still matches onnxruntime."""
+    from deepx_opt.graphs import apply_ranks
+    from deepx_opt.graphs.rlc_onnx import to_onnx
+    from deepx_opt.runtime import block_steps, get_backend
+    from deepx_opt.runtime.backends.base import WEIGHT_NK_ATTR
+
+    assert get_backend("cpu").gemm_weight_layout == "nk"
+    dense = load_onnx(mlp())
+    layers = [v for v in dense.layers() if any(op.op_type in ("Gemm", "MatMul") for op in dense.layer(v)["ops"])]
+    model = apply_ranks(dense, {layers[0]: 4})
+    steps, extra = block_steps(model, layers[0], "nk")
+    gemms = [s for s in steps if s[0] in ("Gemm", "MatMul")]
+    assert len(gemms) == 2 and extra
+    for op_type, ins, _, attrs in gemms:
+        assert ins[1] in extra and ins[1].endswith(".nk")
+        assert attrs.get("transB", 0) == 1 if op_type == "Gemm" else attrs[WEIGHT_NK_ATTR] == 1
+    plain, _ = block_steps(model, layers[0])
+    assert all(ins[1] in model.weights for op, ins, _, _ in plain if op in ("Gemm", "MatMul"))
+    feeds = _inputs(model)
+    outs, rep = execute_graph(model, {v: "cpu" for v in model.layers()}, feeds)
+    ref = _ort(to_onnx(model), feeds)
+    for name, val in ref.items():
+        np.testing.assert_allclose(outs[name], val, rtol=1e-4, atol=1e-5)

@@ -35,12 +35,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deepx_opt.errors import BackendUnavailableError, UnsupportedOpError
+from deepx_opt.errors import BackendError, BackendUnavailableError, UnsupportedOpError
 
 __all__ = [
     "CANONICAL_OPS",
     "FUSED_ACTIVATION_ATTR",
+    "WEIGHT_NK_ATTR",
     "fused_bounds",
+    "relayout_weight",
     "Backend",
     "get_backend",
     "available_backends",
@@ -65,6 +67,48 @@ CANONICAL_OPS: tuple[str, ...] = (
 #: ``fused_max``) applies that activation to the op's output (in the same kernel where the backend can). The executor sets it when a block's main op is followed by a Relu/Clip that is the only
 #: reader of its output. Not part of the IR.
 FUSED_ACTIVATION_ATTR = "fused_activation"
+
+#: Backend-level extension attribute of ``MatMul``: ``1`` means its second input, a 2-D weight, is stored
+#: transposed (outputs × inputs, ``N × K``), so the op computes ``A @ Bᵀ``. Set by the executor only on backends
+#: whose :attr:`Backend.gemm_weight_layout` is ``"nk"``. Not part of the IR.
+WEIGHT_NK_ATTR = "weight_nk"
+
+
+def relayout_weight(op_type: str, attrs: dict, weight: np.ndarray,
+                    layout: str | None) -> tuple[dict, np.ndarray] | None:
+    """The same op with its constant 2-D weight (input 1 of ``Gemm``/``MatMul``) stored in ``layout``, or
+    ``None`` when it already is (or the op is not such a GEMM).
+
+    ``layout`` is ``"nk"`` (outputs × inputs: ``Gemm`` with ``transB=1``, ``MatMul`` with
+    :data:`WEIGHT_NK_ATTR`), ``"kn"`` (inputs × outputs) or ``None`` (leave it). Exact: only the storage moves.
+
+    >>> import numpy as np
+    >>> attrs, w = relayout_weight("Gemm", {"transB": 0}, np.ones((3, 2), np.float32), "nk")
+    >>> attrs["transB"], w.shape, w.flags.c_contiguous
+    (1, (2, 3), True)
+    """
+    if layout is None or weight.ndim != 2:
+        return None
+    if layout not in ("nk", "kn"):
+        raise BackendError(f"gemm weight layout {layout!r}; accepted: 'nk', 'kn', None")
+    if op_type == "Gemm":
+        if int(attrs.get("transA", 0)):
+            return None
+        nk = bool(int(attrs.get("transB", 0)))
+        if nk == (layout == "nk"):
+            return None
+        return dict(attrs, transB=0 if nk else 1), np.ascontiguousarray(weight.T)
+    if op_type == "MatMul":
+        nk = bool(int(attrs.get(WEIGHT_NK_ATTR, 0)))
+        if nk == (layout == "nk"):
+            return None
+        new = dict(attrs)
+        if layout == "nk":
+            new[WEIGHT_NK_ATTR] = 1
+        else:
+            new.pop(WEIGHT_NK_ATTR, None)
+        return new, np.ascontiguousarray(weight.T)
+    return None
 
 
 def fused_bounds(attrs: dict) -> tuple[float, float] | None:
@@ -92,6 +136,10 @@ class Backend(abc.ABC):
 
     name: str = "abstract"
     kind: str = "other"
+    #: How this backend wants the constant 2-D weight of a ``Gemm``/``MatMul`` stored: ``"nk"`` (outputs ×
+    #: inputs), ``"kn"`` (inputs × outputs) or ``None`` (as the model stores it). The executor re-lays weights
+    #: out once at load (:func:`relayout_weight`), and calibration times the ops the same way.
+    gemm_weight_layout: str | None = None
 
     @abc.abstractmethod
     def upload(self, array: np.ndarray) -> Any:

@@ -24,6 +24,7 @@ import numpy as np
 
 from deepx_opt.errors import BackendError, InputError
 from deepx_opt.runtime.backends.base import (
+    WEIGHT_NK_ATTR,
     Backend,
     fused_bounds,
     conv_output_hw,
@@ -111,6 +112,10 @@ class NumpyBackend(Backend):
     """
 
     kind = "cpu"
+    #: OpenBLAS's batch-1 GEMM with the weight stored outputs × inputs (``x @ Wᵀ``) takes another code path
+    #: than with it stored inputs × outputs: the same with one thread, 1.4–3.1× faster with two (weights of
+    #: 0.25–4 MB, this 2-core machine), up to 5× with 16 (the H200 host); never measurably slower.
+    gemm_weight_layout = "nk"
 
     def __init__(self, threads: int | None = None) -> None:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
@@ -203,7 +208,8 @@ class NumpyBackend(Backend):
         return [y]
 
     def _matmul(self, inputs, attrs):
-        y = np.matmul(inputs[0], inputs[1])
+        b = inputs[1].T if attrs.get(WEIGHT_NK_ATTR) else inputs[1]
+        y = np.matmul(inputs[0], b)
         _activate_inplace(y, attrs)
         return [y]
 
