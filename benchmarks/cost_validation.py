@@ -154,8 +154,10 @@ def _nvml_energy(profile, proc_name: str, model_name: str, variant: str, g, reps
 
 
 def _aggregate_energy(passes: list[dict]) -> list[dict]:
-    """One row per (processor, model, variant): measured = the mean of the passes (each pass measured in
-    another order), with every pass's value and the spread ((max − min) / mean); errors against the mean."""
+    """One row per (processor, model, variant): measured = the median of the passes (each pass measured in
+    another order; with two passes their mean), with every pass's value and the spread ((max − min) / median);
+    errors against the median. A launch-bound model's energy per inference is idle power × its wall time,
+    which host jitter moves by up to 40 % between passes: one disturbed pass must not decide the row."""
     keyed: dict[tuple, list[dict]] = {}
     for r in passes:
         keyed.setdefault((r["processor"], r["model"], r["variant"]), []).append(r)
@@ -164,13 +166,13 @@ def _aggregate_energy(passes: list[dict]) -> list[dict]:
         row = dict(rs[0])
         row.pop("sample", None)
         ms = [r["measured_mj"] for r in rs]
-        row["measured_mj"] = float(np.mean(ms))
+        row["measured_mj"] = float(np.median(ms))
         row["measured_passes_mj"] = ms
         row["spread_pct"] = (max(ms) - min(ms)) / row["measured_mj"] * 100
         for k in ("wall_ms_per_run", "energy_run_blocks_ms", "primed_blocks_ms", "mean_power_w",
                   "after_at_measured_mj"):
             if all(r.get(k) is not None for r in rs):
-                row[k] = float(np.mean([r[k] for r in rs]))
+                row[k] = float(np.median([r[k] for r in rs]))
         row.pop("after_at_measured_err_pct", None)
         for k in ("before", "after", "after_at_measured", "after_refit"):
             if f"{k}_mj" in row:
@@ -215,7 +217,7 @@ def _energy_report(prof, energy: list[dict], alt_profile=None, passes: list[dict
                      f"{e['predicted_ms']:.3f}", cell("before"), cell("after"), cell("after_at_measured"),
                      cell("after_refit")])
     lines.append("")
-    lines.append("whole-model energy per inference, NVML board energy (mean of the passes) vs predicted (before: "
+    lines.append("whole-model energy per inference, NVML board energy (median of the passes) vs predicted (before: "
                  "active power × predicted latency; after: power model at predicted latencies; after@meas: at "
                  "primed measured ones). W: measured mean power; MHz: SM clock after a window; wall: per run in "
                  "the window; blocks: sum of block latencies in the window's runs / primed (min of 5); "
@@ -264,8 +266,9 @@ def main(argv=None) -> int:
     ap.add_argument("--energy-variants", default="all", choices=["all", "dense", "none"],
                     help="NVML energy validation: dense and rank 0.5/0.25 (all), dense only, or none")
     ap.add_argument("--energy-window-s", type=float, default=0.6, help="NVML window per energy measurement")
-    ap.add_argument("--energy-passes", type=int, default=2,
-                    help="NVML measurements per model variant, each pass in another order (default 2)")
+    ap.add_argument("--energy-passes", type=int, default=4,
+                    help="NVML measurements per model variant, each pass in another order; the row is their "
+                         "median (default 4)")
     args = ap.parse_args(argv)
     if args.nvidia_icd:
         _setup_nvidia_icd()
