@@ -43,6 +43,7 @@ Example
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import platform
 import statistics
@@ -102,7 +103,7 @@ class _OpCase:
 
 
 #: Bumped whenever what calibration measures or fits changes, so cached host profiles are re-made.
-CALIBRATION_METHOD_VERSION = 10
+CALIBRATION_METHOD_VERSION = 12
 
 def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
     p = k // 2 if pad is None else pad
@@ -145,6 +146,16 @@ def op_grid(size: str = "medium") -> list[_OpCase]:
                              [False, True, True]))
         cases.append(_OpCase("Gemm", [(1, 2048), (1024, 2048), (1024,)], dict(gemm_attrs, transB=1),
                              [False, True, True]))
+    if big:  # a ladder of batch-1 weights from 256 KB to 16 MB, 2^(1/4) apart, alternating aspect and layout:
+        # where a multi-threaded BLAS starts splitting a GEMV (on the H200 host between 1.4 and 2 MB; below it a
+        # 2.4 MB pair of RLC factors runs single-threaded from L3 at 5× the dense layer's time) and the caches end
+        for i in range(25):
+            e = 2.0 ** (16 + i / 4)  # weight elements
+            k = int(round((e / 2) ** 0.5 / 8)) * 8
+            k, n = (k, int(round(e / k))) if i % 2 else (int(round(e / k)), k)
+            trans = i % 4 in (1, 2)
+            cases.append(_OpCase("Gemm", [(1, k), (n, k) if trans else (k, n), (n,)],
+                                 dict(gemm_attrs, transB=int(trans)), [False, True, True]))
     for k, n in ([(512, 16), (16, 512), (2048, 64), (64, 2048)] + ([(1024, 128), (128, 1024), (4096, 256)] if big else [])):
         cases.append(_OpCase("MatMul", [(1, k), (k, n)], {}, [False, True]))
     # (Cin, H, Cout, k, stride)
@@ -537,6 +548,58 @@ def _zoo_block_samples(processor: str, graphs: Sequence[Any], fractions: Sequenc
     return out
 
 
+#: A batch-1 GEMM counts as split between the BLAS threads when one thread takes this many times longer.
+PARALLEL_RATIO = 1.3
+
+
+def blas_parallel_flops(backend: Any, *, reps: int = 7, ratio: float = PARALLEL_RATIO) -> float | None:
+    """FLOPs from which the numpy backend's BLAS runs a batch-1 GEMM on several threads (None: it never does,
+    or the backend is not numpy on more than one BLAS thread).
+
+    OpenBLAS leaves a GEMM below a size threshold on one core and splits larger ones between its threads; on
+    a many-core host a weight just below the threshold then takes several times longer than one just above it
+    (16-core H200 host: RLC's 1.4 MB factor pair of speakerid's fc1 105 µs single-threaded from L3, the 2.8 MB
+    dense layer 18 µs). The threshold is not exposed, so it is measured: batch-1 GEMMs (weight stored outputs ×
+    inputs, as the backend runs them) on a ladder of sizes from 8 K to 8 M weight elements, 2^½ apart, are
+    timed with the backend's threads and with one (minimum of ``reps`` calls); an op is split when one thread
+    takes ``ratio`` times longer. The threshold is the smallest split size from which at least 80 % of the
+    ladder is split.
+    """
+    if getattr(backend, "name", "") != "cpu":
+        return None
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threads = getattr(backend, "threads", None) or max(
+        (int(i.get("num_threads", 1)) for i in threadpool_info() if i.get("user_api") == "blas"), default=1)
+    if threads <= 1:
+        return None
+    rng = np.random.default_rng(0)
+    sizes, split = [], []
+    for i in range(21):
+        e = 2.0 ** (13 + i / 2)
+        k = max(8, int(round(e ** 0.5 / 8)) * 8)
+        n = max(1, int(round(e / k)))
+        x = rng.standard_normal((1, k)).astype(np.float32)
+        wt = rng.standard_normal((n, k)).astype(np.float32)
+        ts = {}
+        for t in (threads, 1):
+            with threadpool_limits(t, "blas"):
+                for _ in range(3):
+                    x @ wt.T
+                best = math.inf
+                for _ in range(reps):
+                    t0 = time.perf_counter()
+                    x @ wt.T
+                    best = min(best, time.perf_counter() - t0)
+            ts[t] = best
+        sizes.append(2.0 * k * n)
+        split.append(ts[1] >= ratio * ts[threads])
+    for j, (f, sp) in enumerate(zip(sizes, split)):
+        if sp and np.mean(split[j:]) >= 0.8:
+            return float(f)
+    return None
+
+
 def _sync_overhead_us(backend: Any, reps: int = 200) -> float:
     """Median cost (µs) of timing an empty block: ``synchronize`` on an idle queue between two clock reads —
     paid once per block, whatever its number of ops."""
@@ -574,7 +637,11 @@ LOCAL_RECALL_BANDWIDTH = 0.05
 MIN_VARIANT_SAMPLES = 4
 
 
-def _fit_one(key: str, items: Sequence[tuple[OpWork, float, float]]) -> dict | None:
+#: Kinds/variants whose BLAS call may run on one core or on all, depending on size (see blas_parallel_flops).
+_BLAS_SPLIT_KEYS = ("gemm/gemv", "gemm/gemv_t")
+
+
+def _fit_one(key: str, items: Sequence[tuple[OpWork, float, float]], parallel_flops: float | None = None) -> dict | None:
     if len(items) < 3:
         return None
     X = [w for w, _, _ in items]
@@ -586,11 +653,16 @@ def _fit_one(key: str, items: Sequence[tuple[OpWork, float, float]]) -> dict | N
         feats = feats[:2]
     if all(w.flops == 0 for w in X):
         feats = tuple(f for f in feats if f != "flops") or ("bytes",)
-    m = LatencyModel("auto", features=feats).fit(X, y, sample_weight=wt)
+    par = None
+    if parallel_flops and key in _BLAS_SPLIT_KEYS:
+        n_par = sum(w.flops >= parallel_flops for w in X)
+        if n_par >= 3 and len(X) - n_par >= 3:  # both regimes sampled
+            feats, par = feats + ("serial_bytes", "parallel"), parallel_flops
+    m = LatencyModel("auto", features=feats, parallel_flops=par).fit(X, y, sample_weight=wt)
     return m.to_dict()
 
 
-def _fit_keyed(items: Sequence[tuple[OpWork, float, float]]) -> dict[str, dict]:
+def _fit_keyed(items: Sequence[tuple[OpWork, float, float]], parallel_flops: float | None = None) -> dict[str, dict]:
     """One model per kind (all its samples) and one per variant with enough samples."""
     by_kind: dict[str, list] = {}
     by_var: dict[str, list] = {}
@@ -606,7 +678,7 @@ def _fit_keyed(items: Sequence[tuple[OpWork, float, float]]) -> dict[str, dict]:
     for key, its in sorted(by_var.items()):
         kind = key.split("/")[0]
         if len(its) >= MIN_VARIANT_SAMPLES and len(its) < len(by_kind[kind]):
-            md = _fit_one(key, its)
+            md = _fit_one(key, its, parallel_flops)
             if md is not None:
                 models[key] = md
     return models
@@ -626,7 +698,7 @@ def _predict_with(models: dict[str, dict], work: OpWork) -> float | None:
 
 def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], block_overhead_us: float = 0.0, *,
                        zoo_weight: float = ZOO_WEIGHT, exclude_models: Iterable[str] = (),
-                       local_correction: bool = True) -> dict[str, dict]:
+                       local_correction: bool = True, parallel_flops: float | None = None) -> dict[str, dict]:
     """Latency models per kind and variant from grid samples and in-model block samples.
 
     Every sample's latency less ``block_overhead_us`` (paid once per block, added back by
@@ -637,7 +709,8 @@ def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], bl
     inside a model run: what the fitted models of kinds seen in models predict for small grid ops, less what
     those took) added to their fixed cost. With ``local_correction``, each model is then corrected near the
     shapes measured inside models (:meth:`LatencyModel.set_local_correction`). ``exclude_models``: zoo models whose blocks are left out
-    (leave-one-model-out checks).
+    (leave-one-model-out checks). ``parallel_flops`` (:func:`blas_parallel_flops`): batch-1 GEMMs from this
+    size on run on all BLAS threads, below it on one; their models then price the two regimes apart.
     """
 
     skip = set(exclude_models)
@@ -649,7 +722,7 @@ def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], bl
     items = [(s.work, net(s.latency_us), 1.0) for s in grid]
     singles = [(b.works[0], net(b.latency_us), zoo_weight) for b in blocks if len(b.works) == 1]
     multi = [b for b in blocks if len(b.works) > 1]
-    models = _fit_keyed(items + singles)
+    models = _fit_keyed(items + singles, parallel_flops)
     split_of: dict[BlockSample, list[tuple[OpWork, float]]] = {}
     if multi:
         split = []
@@ -660,7 +733,7 @@ def fit_latency_models(grid: Sequence[Sample], blocks: Sequence[BlockSample], bl
             tot = sum(preds)
             split_of[b] = [(w, net(b.latency_us) * p / tot) for w, p in zip(b.works, preds)]
             split += [(w, t, zoo_weight) for w, t in split_of[b]]
-        models = _fit_keyed(items + singles + split)
+        models = _fit_keyed(items + singles + split, parallel_flops)
     # kinds never seen inside a model: the in-model excess of small ops, i.e. how much more the models of
     # kinds seen in models (dominated by their in-model samples) predict for small grid ops than those took
     seen = {w.kind for b in blocks for w in b.works}
@@ -767,7 +840,8 @@ def _work_from(d: dict) -> OpWork:
 
 def fit_data(profile: DeviceProfile, processor: str) -> tuple[list[Sample], list[BlockSample], float]:
     """The samples a calibrated processor's models were fitted on (from ``meta.calibration``): grid samples,
-    zoo block samples and the block overhead — to refit, e.g. leaving one model out."""
+    zoo block samples and the block overhead — to refit, e.g. leaving one model out (with
+    ``parallel_flops=`` :func:`fit_parallel_flops`)."""
     info = profile.meta.get("calibration", {}).get("processors", {}).get(processor, {})
     fd = info.get("fit_data")
     if not fd:
@@ -776,6 +850,13 @@ def fit_data(profile: DeviceProfile, processor: str) -> tuple[list[Sample], list
     blocks = [BlockSample(tuple(_work_from(w) for w in ws), float(t), m, lay, var)
               for m, lay, var, ws, t in fd["blocks"]]
     return grid, blocks, float(fd["block_overhead_us"])
+
+
+def fit_parallel_flops(profile: DeviceProfile, processor: str) -> float | None:
+    """The BLAS threading threshold calibration measured for ``processor`` (:func:`blas_parallel_flops`)."""
+    info = profile.meta.get("calibration", {}).get("processors", {}).get(processor, {})
+    v = (info.get("fit_data") or {}).get("parallel_flops")
+    return float(v) if v else None
 
 
 def _link_samples(backend: Any, sizes: Sequence[int], warmup: int, reps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -872,9 +953,10 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
         samples += benchmark_cold(be, cold_cases(cases), warmup=0, reps=max(3, cfg["reps"] - 2), progress=prog,
                                   label=f"{pname} cold")
         overhead_us = _sync_overhead_us(be)
+        parallel_flops = blas_parallel_flops(be)
         blocks = _zoo_block_samples(pname, zoo_graphs, cfg["fractions"], cfg["warmup"], cfg["zoo_reps"], prog,
                                     f"{pname} zoo", cfg["zoo_passes"]) if zoo_graphs else []
-        models = fit_latency_models(samples, blocks, overhead_us)
+        models = fit_latency_models(samples, blocks, overhead_us, parallel_flops=parallel_flops)
         active, idle = (powers or {}).get(pname, DEFAULT_POWER_W.get(kind, DEFAULT_POWER_W["cpu"]))
         power_fields = {"active_power_w": float(active), "idle_power_w": float(idle), "power_source": "modelled"}
         if nvml:
@@ -886,13 +968,13 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
                                latency_models=models, block_overhead_us=float(overhead_us)))
         meta["calibration"]["processors"][pname] = {
             "device": desc, "samples": len(samples) + len(blocks), "seconds": round(time.perf_counter() - t0, 1),
-            "block_overhead_us": round(overhead_us, 3),
+            "block_overhead_us": round(overhead_us, 3), "blas_parallel_flops": parallel_flops,
             "zoo_models": [g.name for g in zoo_graphs], "zoo_rank_fractions": list(cfg["fractions"]),
             "samples_table": [[s.work.kind, s.work.op_type, s.work.flops, s.work.bytes, round(s.latency_us, 2),
                                s.source] for s in samples]
                              + [[w.kind, w.op_type, w.flops, w.bytes, round(b.latency_us, 2), b.source]
                                 for b in blocks if len(b.works) == 1 for w in b.works],
-            "fit_data": {"block_overhead_us": overhead_us,
+            "fit_data": {"block_overhead_us": overhead_us, "parallel_flops": parallel_flops,
                          "grid": [[_work_dict(s.work), s.latency_us, s.source] for s in samples],
                          "blocks": [[b.model, b.layer, b.variant, [_work_dict(w) for w in b.works], b.latency_us]
                                     for b in blocks]}}
@@ -1025,7 +1107,8 @@ def leave_one_model_out(profile: DeviceProfile, rows: Sequence[ValidationRow]) -
     for (pname, mname), rs in by_model.items():
         grid, blocks, overhead = fit_data(profile, pname)
         prof = copy.deepcopy(profile)
-        prof.processor(pname).latency_models = fit_latency_models(grid, blocks, overhead, exclude_models=[mname])
+        prof.processor(pname).latency_models = fit_latency_models(grid, blocks, overhead, exclude_models=[mname],
+                                                                  parallel_flops=fit_parallel_flops(profile, pname))
         out += repredict(rs, prof)
     return out
 

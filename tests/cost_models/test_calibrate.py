@@ -166,6 +166,28 @@ def test_fit_uses_in_model_blocks_and_splits_multi_step_blocks():
     assert LatencyModel.from_dict(again["gemm"]).predict(x)[0] == pytest.approx(p_grid)
 
 
+def test_blas_threading_threshold_measured_and_used_by_the_gemv_fit():
+    from deepx_opt.cost_models.calibrate import blas_parallel_flops
+    from deepx_opt.runtime.backends.numpy_backend import NumpyBackend
+
+    assert blas_parallel_flops(NumpyBackend(threads=1)) is None  # one thread: nothing to split
+    pf = blas_parallel_flops(NumpyBackend())
+    assert pf is None or 2 * 2 ** 13 <= pf <= 2 * 2 ** 23.5  # a size of the ladder (machine-dependent)
+    # synthetic GEMVs: 1 µs per kB on one core below 1 MFLOP, 0.2 µs per kB + 4 µs above
+    grid = [Sample(OpWork("gemm", 2 * e, 4.0 * e, "Gemm", variant="gemv"),
+                   2 + 4 * e / 1024 * (0.2 if 2 * e >= 1e6 else 1.0) + (4 if 2 * e >= 1e6 else 0))
+            for e in 2.0 ** np.arange(12, 23, 0.5)]
+    grid += [Sample(OpWork("gemm", 32 * e, 4.0 * e, "Gemm", variant="gemm"), 5 + 16 * e / 1e4) for e in (1e4, 1e5, 1e6)]
+    split = fit_latency_models(grid, [], 0.0, parallel_flops=1e6)["gemm/gemv"]
+    assert split["features"][-2:] == ["serial_bytes", "parallel"] and split["parallel_flops"] == 1e6
+    plain = fit_latency_models(grid, [], 0.0)["gemm/gemv"]
+    assert "serial_bytes" not in plain["features"]
+    x = OpWork("gemm", 2 * 2 ** 18.25, 4 * 2 ** 18.25, "Gemm", variant="gemv")  # below the threshold, unseen
+    truth = 2 + 4 * 2 ** 18.25 / 1024
+    assert LatencyModel.from_dict(split).predict(x)[0] == pytest.approx(truth, rel=0.1)
+    assert abs(LatencyModel.from_dict(plain).predict(x)[0] / truth - 1) > 0.2
+
+
 def test_round_robin_times_every_call():
     calls_seen = []
     out = _round_robin([lambda i: calls_seen.append(("a", i)), lambda i: calls_seen.append(("b", i))],

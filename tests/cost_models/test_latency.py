@@ -299,3 +299,32 @@ def test_context_scaled_correction_with_recall_kernel():
         LatencyModel.from_dict(bad)
     with pytest.raises(CostModelError, match="context_scale"):
         m.set_local_correction(inside, meas, context_scale=-1.0)
+
+
+def test_parallel_features_price_single_and_multi_threaded_blas_apart():
+    """Below parallel_flops a GEMV runs on one core (slow per byte), from it on all (fast, plus a wake-up cost):
+    the fit recovers both rates, a larger op can cost less, and the threshold survives a round trip."""
+    rng = np.random.default_rng(0)
+    pf = 8e5
+    works, y = [], []
+    for e in 2.0 ** rng.uniform(14, 23, 60):  # weight elements
+        w = OpWork("gemm", 2 * e, 4 * e, variant="gemv_t")
+        y.append((2.0 + (4 * e) * (2e-5 if 2 * e >= pf else 1e-4) + (3.0 if 2 * e >= pf else 0.0))
+                 * rng.lognormal(0, 0.01))
+        works.append(w)
+    feats = ("flops", "bytes", "serial_bytes", "parallel")
+    m = LatencyModel("linear", features=feats, parallel_flops=pf).fit(works, y)
+    c0, cf, cb, cs, cp = m.coef_  # (flops and bytes are collinear here: only their sum is determined)
+    assert cs == pytest.approx(8e-5, rel=0.1) and cp == pytest.approx(3.0, rel=0.3)
+    assert m.predict(works) == pytest.approx(y, rel=0.05)
+    below, above = OpWork("gemm", pf * 0.9, pf * 1.8), OpWork("gemm", pf * 1.1, pf * 2.2)
+    assert m.predict([above])[0] < m.predict([below])[0]  # the larger op, split between threads, is faster
+    back = LatencyModel.from_dict(m.to_dict())
+    assert back.parallel_flops == pf
+    np.testing.assert_allclose(back.predict(works), m.predict(works))
+    with pytest.raises(CostModelError, match="need parallel_flops > 0"):
+        LatencyModel("linear", features=feats)
+    d = m.to_dict()
+    d["parallel_flops"] = 0
+    with pytest.raises(ProfileError, match="parallel_flops 0"):
+        LatencyModel.from_dict(d)
