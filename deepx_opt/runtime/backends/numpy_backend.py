@@ -114,7 +114,9 @@ class NumpyBackend(Backend):
     kind = "cpu"
     #: OpenBLAS's batch-1 GEMM with the weight stored outputs × inputs (``x @ Wᵀ``) takes another code path
     #: than with it stored inputs × outputs: the same with one thread, 1.4–3.1× faster with two (weights of
-    #: 0.25–4 MB, this 2-core machine), up to 5× with 16 (the H200 host); never measurably slower.
+    #: 0.25–4 MB, this 2-core machine), 2–7.6× with 16 (the H200 host, weights of 2–16 MB); slower only for
+    #: 1–1.4 MB weights on many threads (1.4–1.6× there), which OpenBLAS splits between threads in the other
+    #: layout and not yet in this one (``benchmarks/gemm_layout.py``).
     gemm_weight_layout = "nk"
 
     def __init__(self, threads: int | None = None) -> None:
