@@ -17,25 +17,20 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-SHAPES = [(64, 256), (256, 128), (512, 512), (700, 245), (700, 350), (350, 1000), (686, 1024), (1024, 686),
-          (2048, 256), (256, 2048), (1024, 1024), (2048, 2048), (4096, 4096), (9216, 4096)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from runtime_backends import _time  # noqa: E402  (same folder)
 
 
 def _median_us(fn, reps: int) -> float:
-    for _ in range(20):
-        fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts) * 1e6)
+    return _time(fn, reps, warmup=20)[0]
+
+SHAPES = [(64, 256), (256, 128), (512, 512), (700, 245), (700, 350), (350, 1000), (686, 1024), (1024, 686),
+          (2048, 256), (256, 2048), (1024, 1024), (2048, 2048), (4096, 4096), (9216, 4096)]
 
 
 def main(argv=None) -> int:
