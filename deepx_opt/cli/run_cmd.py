@@ -95,17 +95,41 @@ def processor_map_for(plan, profile, explicit: dict[str, str]) -> dict[str, str]
     return mapping
 
 
-def modelled_energy_uj(report, profile, mapping: dict[str, str]) -> float | None:
-    """Σ measured busy time × the profile's active power of the plan processor + link energy of copies."""
+def modelled_energy_uj(report, profile, mapping: dict[str, str], model=None,
+                       ranks: dict[str, int] | None = None) -> float | None:
+    """Modelled energy (µJ) of one run from its measured block times: each block priced as the planner prices
+    it (:func:`~deepx_opt.cost_models.energy.block_energy_uj`: the processor's power model from the block's
+    works when it has one, else active power × busy time), each used processor's per-inference energy
+    (:func:`~deepx_opt.cost_models.energy.run_energy_uj`) and the link energy of every copy. ``model`` (the
+    dense ModelGraph that ran, ``ranks`` its RLC ranks) gives the works; a processor with a power model and
+    no ``model`` makes the result None. None also when a block ran on a processor the profile lacks."""
+    from deepx_opt.cost_models.energy import block_energy_uj, power_model_of, run_energy_uj
+    from deepx_opt.cost_models.latency import context_bytes_of, layer_works, model_shapes
+
     if profile is None:
         return None
     back = {v: k for k, v in mapping.items()}
-    total = 0.0
-    for rec in report.blocks.values():
+    graph = None
+    if model is not None:
+        graph = model
+        if ranks:
+            from deepx_opt.graphs.compression import apply_ranks
+
+            graph = apply_ranks(model, ranks, shape_only=True)
+        ctx = context_bytes_of(model_shapes(graph))
+    total, used = 0.0, set()
+    for layer, rec in report.blocks.items():
         plan_proc = back.get(rec.processor, rec.processor)
         if plan_proc not in profile.processor_names:
             return None
-        total += profile.processor(plan_proc).active_power_w * rec.latency_us
+        works = None
+        if power_model_of(profile, plan_proc) is not None:
+            if graph is None:
+                return None
+            works = layer_works(graph, layer, context_bytes=ctx)
+        total += block_energy_uj(profile, plan_proc, rec.latency_us, works)
+        used.add(plan_proc)
+    total += sum(run_energy_uj(profile, p) for p in used)
     for t in report.transfers:
         s, d = back.get(t.src_processor, t.src_processor), back.get(t.dst_processor, t.dst_processor)
         if s in profile.processor_names and d in profile.processor_names:
@@ -159,10 +183,12 @@ def run(args) -> int:
                                         repeat=args.repeat, warmup=args.warmup)
         mapping = {args.processor: args.processor}
     if report.energy_source in ("none", None, ""):
-        e = modelled_energy_uj(report, profile, mapping)
+        ranks = {v: a.rank for v, a in plan.assignments.items() if a.rank is not None} if profile else None
+        e = modelled_energy_uj(report, profile, mapping, model, ranks)
         if e is not None:
             report.energy_uj = e
-            report.energy_source = f"modelled: profile {profile.name} active power × measured busy time + link energy"
+            report.energy_source = (f"modelled: profile {profile.name}, its power models (or active power) at the "
+                                    f"measured block times + link energy")
     if save:
         np.savez(save, **outputs)
     if out:

@@ -115,3 +115,32 @@ def test_power_model_cache_follows_profile_edits():
     assert power_model_of(prof, "gpu").waiting_power_w == 10.0
     prof.processor("gpu").power_model = None
     assert power_model_of(prof, "gpu") is None
+
+
+def test_run_report_modelled_energy_uses_the_power_model_at_measured_block_times():
+    """`deepx run`/`deepx demo` without NVML: each measured block priced by the processor's power model from
+    the works of the graph that ran (factorised layers included), plus its per-inference energy."""
+    from deepx_opt.cli.run_cmd import modelled_energy_uj
+    from deepx_opt.graphs.compression import apply_ranks
+    from deepx_opt.runtime.executor import execute_graph
+
+    prof = _gpu_profile()
+    model = _mlp()
+    x = {"x": np.ones((1, 256), np.float32)}
+    ranks = {"fc1": 8}
+    ran = apply_ranks(model, ranks)
+    _, rep = execute_graph(ran, {v: "cpu" for v in ran.layers()}, x, repeat=2)
+    mapping = {"gpu": "cpu"}  # the plan's gpu ran on this machine's cpu
+    got = modelled_energy_uj(rep, prof, mapping, model, ranks)
+    shapes = model_shapes(apply_ranks(model, ranks, shape_only=True))
+    ctx = context_bytes_of(shapes)
+    want = MODEL.run_energy_uj + sum(
+        block_energy_uj(prof, "gpu", rec.latency_us,
+                        block_works(ran.layer(v)["ops"], shapes, outputs=ran.layer(v)["outputs"], context_bytes=ctx))
+        for v, rec in rep.blocks.items())
+    assert got == pytest.approx(want, rel=1e-9)
+    busy = sum(rec.latency_us for rec in rep.blocks.values())
+    assert got > MODEL.coef_[0] * busy  # not active power × busy time: the works and the run energy count
+    assert modelled_energy_uj(rep, prof, mapping) is None  # a power model needs the graph's works
+    plain = _gpu_profile(None)
+    assert modelled_energy_uj(rep, plain, mapping) == pytest.approx(plain.processor("gpu").active_power_w * busy)
