@@ -43,7 +43,6 @@ Example
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import platform
 import statistics
@@ -253,7 +252,7 @@ def _stat(times: Sequence[float], stat: str | None = None) -> float:
 
 def _time_call(fn: Callable[[int], Any], sync: Callable[[], None], warmup: int, reps: int,
                max_s: float = 0.25) -> float:
-    """Median wall time (µs) of ``fn(i)`` + ``sync()`` over ``reps`` timed runs after ``warmup`` runs
+    """Wall time (µs; :data:`TIMING_STAT`) of ``fn(i)`` + ``sync()`` over ``reps`` timed runs after ``warmup`` runs
     (``i`` counts the calls, so that ``fn`` can rotate its weight copies)."""
     for i in range(warmup):
         fn(i)
@@ -584,14 +583,7 @@ def blas_parallel_flops(backend: Any, *, reps: int = 7, ratio: float = PARALLEL_
         ts = {}
         for t in (threads, 1):
             with threadpool_limits(t, "blas"):
-                for _ in range(3):
-                    x @ wt.T
-                best = math.inf
-                for _ in range(reps):
-                    t0 = time.perf_counter()
-                    x @ wt.T
-                    best = min(best, time.perf_counter() - t0)
-            ts[t] = best
+                ts[t] = _time_call(lambda _i, x=x, wt=wt: x @ wt.T, lambda: None, 3, reps)
         sizes.append(2.0 * k * n)
         split.append(ts[1] >= ratio * ts[threads])
     for j, (f, sp) in enumerate(zip(sizes, split)):
@@ -842,8 +834,7 @@ def fit_data(profile: DeviceProfile, processor: str) -> tuple[list[Sample], list
     """The samples a calibrated processor's models were fitted on (from ``meta.calibration``): grid samples,
     zoo block samples and the block overhead — to refit, e.g. leaving one model out (with
     ``parallel_flops=`` :func:`fit_parallel_flops`)."""
-    info = profile.meta.get("calibration", {}).get("processors", {}).get(processor, {})
-    fd = info.get("fit_data")
+    fd = _fit_data_dict(profile, processor)
     if not fd:
         raise ProfileError(f"profile {profile.name!r} holds no calibration samples for processor {processor!r}")
     grid = [Sample(_work_from(w), float(t), src) for w, t, *rest in fd["grid"] for src in [rest[0] if rest else "grid"]]
@@ -852,10 +843,14 @@ def fit_data(profile: DeviceProfile, processor: str) -> tuple[list[Sample], list
     return grid, blocks, float(fd["block_overhead_us"])
 
 
+def _fit_data_dict(profile: DeviceProfile, processor: str) -> dict:
+    """``meta.calibration.processors[processor].fit_data`` ({} when calibration stored none)."""
+    return profile.meta.get("calibration", {}).get("processors", {}).get(processor, {}).get("fit_data") or {}
+
+
 def fit_parallel_flops(profile: DeviceProfile, processor: str) -> float | None:
     """The BLAS threading threshold calibration measured for ``processor`` (:func:`blas_parallel_flops`)."""
-    info = profile.meta.get("calibration", {}).get("processors", {}).get(processor, {})
-    v = (info.get("fit_data") or {}).get("parallel_flops")
+    v = _fit_data_dict(profile, processor).get("parallel_flops")
     return float(v) if v else None
 
 
