@@ -120,8 +120,7 @@ def run(args) -> int:
                               factorizers=cands.estimator.factorizers)
     mapping = {p: profile.processor(p).backend or p for p in profile.processor_names}
     if report.energy_source in ("none", None, ""):
-        e = modelled_energy_uj(report, profile, mapping, model,
-                               {v: a.rank for v, a in plan.assignments.items() if a.rank is not None})
+        e = modelled_energy_uj(report, profile, mapping, model)
         if e is not None:
             report.energy_uj = e
             report.energy_source = (f"modelled: profile {profile.name}, its power models (or active power) at the "

@@ -101,14 +101,17 @@ def modelled_energy_uj(report, profile, mapping: dict[str, str], model=None,
     it (:func:`~deepx_opt.cost_models.energy.block_energy_uj`: the processor's power model from the block's
     works when it has one, else active power × busy time), each used processor's per-inference energy
     (:func:`~deepx_opt.cost_models.energy.run_energy_uj`) and the link energy of every copy. ``model`` (the
-    dense ModelGraph that ran, ``ranks`` its RLC ranks) gives the works; a processor with a power model and
-    no ``model`` makes the result None. None also when a block ran on a processor the profile lacks."""
+    dense ModelGraph that ran; ``ranks`` its RLC ranks, by default those of the plan the report ran,
+    ``report.predicted["ranks"]``) gives the works; a processor with a power model and no ``model`` makes the
+    result None. None also when a block ran on a processor the profile lacks."""
     from deepx_opt.cost_models.energy import block_energy_uj, power_model_of, run_energy_uj
     from deepx_opt.cost_models.latency import context_bytes_of, layer_works, model_shapes
 
     if profile is None:
         return None
     back = {v: k for k, v in mapping.items()}
+    if ranks is None:
+        ranks = {v: r for v, r in ((report.predicted or {}).get("ranks") or {}).items() if r is not None}
     graph = None
     if model is not None:
         graph = model
@@ -183,8 +186,7 @@ def run(args) -> int:
                                         repeat=args.repeat, warmup=args.warmup)
         mapping = {args.processor: args.processor}
     if report.energy_source in ("none", None, ""):
-        ranks = {v: a.rank for v, a in plan.assignments.items() if a.rank is not None} if profile else None
-        e = modelled_energy_uj(report, profile, mapping, model, ranks)
+        e = modelled_energy_uj(report, profile, mapping, model)
         if e is not None:
             report.energy_uj = e
             report.energy_source = (f"modelled: profile {profile.name}, its power models (or active power) at the "
