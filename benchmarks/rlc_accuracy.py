@@ -449,42 +449,34 @@ def main(argv=None) -> int:
     verify = not args.no_verify
     settings = parse_settings(args.set)
     t0 = time.perf_counter()
-    if args.tune_point:
+    if args.tune_point or args.tune:
+        full = TUNE_POINT_GRID if args.tune_point else TUNE_GRID
         cases = build_cases(args.seeds, "dev", args.calib_samples, Path(args.cache_dir), settings)
-        grid = {k: v for k, v in TUNE_POINT_GRID.items() if k not in settings}
-        results = tune_point(cases, grid, settings)
+        grid = {k: v for k, v in full.items() if k not in settings}
+        results = (tune_point if args.tune_point else tune)(cases, grid, settings)
         wall = time.perf_counter() - t0
-        keys = list(TUNE_POINT_GRID)
-        print(" ".join(f"{k:>15}" for k in keys) + "  |pred|≤1 |Σa_pt|≤1  pred bias/mae  Σa_pt bias/mae")
-        for r in results[:30]:
-            print(" ".join(f"{r['settings'][k]:>15g}" for k in keys) +
-                  f"  {r['pred_within_1pt']:>8} {r['sum_a_point_within_1pt']:>9}  {r['pred_bias_pts']:+6.2f}/{r['pred_mae_pts']:.2f}"
-                  f"     {r['sum_a_point_bias_pts']:+6.2f}/{r['sum_a_point_mae_pts']:.2f}")
+        keys = list(full)
+        if args.tune_point:
+            print(" ".join(f"{k:>15}" for k in keys) + "  |pred|≤1 |Σa_pt|≤1  pred bias/mae  Σa_pt bias/mae")
+            for r in results[:30]:
+                print(" ".join(f"{r['settings'][k]:>15g}" for k in keys) +
+                      f"  {r['pred_within_1pt']:>8} {r['sum_a_point_within_1pt']:>9}  {r['pred_bias_pts']:+6.2f}/{r['pred_mae_pts']:.2f}"
+                      f"     {r['sum_a_point_bias_pts']:+6.2f}/{r['sum_a_point_mae_pts']:.2f}")
+        else:
+            print(" ".join(f"{k:>16}" for k in keys) + "  ok(v) ok(p) |pred|≤1 |Σa|≤1 flops-")
+            for r in results[:25]:
+                print(" ".join(f"{r['settings'][k]:>16g}" for k in keys) +
+                      f"  {r['within_limit_verified']:>5} {r['within_limit_plain']:>5} {r['pred_within_1pt']:>8} "
+                      f"{r['sum_a_within_1pt']:>6} {r['mean_flops_saved_pct']:>5.1f}%")
         print(f"({len(results)} settings × {results[0]['rows']} development rows; wall {wall:.1f} s)")
         if args.out:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
-            (out / "rlc_tune_point.json").write_text(json.dumps(
-                {"grid": TUNE_POINT_GRID, "fixed": settings, "results": results, "wall_s": wall}, indent=2))
-            print(f"wrote {out / 'rlc_tune_point.json'}")
-        return 0
-    if args.tune:
-        cases = build_cases(args.seeds, "dev", args.calib_samples, Path(args.cache_dir), settings)
-        grid = {k: v for k, v in TUNE_GRID.items() if k not in settings}
-        results = tune(cases, grid, settings)
-        wall = time.perf_counter() - t0
-        keys = list(TUNE_GRID)
-        print(" ".join(f"{k:>16}" for k in keys) + "  ok(v) ok(p) |pred|≤1 |Σa|≤1 flops-")
-        for r in results[:25]:
-            print(" ".join(f"{r['settings'][k]:>16g}" for k in keys) +
-                  f"  {r['within_limit_verified']:>5} {r['within_limit_plain']:>5} {r['pred_within_1pt']:>8} "
-                  f"{r['sum_a_within_1pt']:>6} {r['mean_flops_saved_pct']:>5.1f}%")
-        print(f"({len(results)} settings × {results[0]['rows']} development rows; wall {wall:.1f} s)")
-        if args.out:
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "rlc_tune.json").write_text(json.dumps({"grid": TUNE_GRID, "results": results, "wall_s": wall}, indent=2))
-            print(f"wrote {out / 'rlc_tune.json'}")
+            name = "rlc_tune_point.json" if args.tune_point else "rlc_tune.json"
+            doc = {"grid": full, **({"fixed": settings} if args.tune_point else {}), "results": results,
+                   "wall_s": wall}
+            (out / name).write_text(json.dumps(doc, indent=2))
+            print(f"wrote {out / name}")
         return 0
     rows = run(args.seeds, args.calib_source, calib_samples=args.calib_samples, verify=verify, settings=settings,
                cache_dir=Path(args.cache_dir))
