@@ -8,11 +8,19 @@ CPUs with "unknown target CPU 'generic'"), so a device counts only once a probe 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import warnings
 from dataclasses import dataclass
 
-__all__ = ["OpenCLDeviceInfo", "working_devices"]
+__all__ = ["OpenCLDeviceInfo", "POCL_ENV_DEFAULTS", "working_devices"]
+
+#: Environment defaults for PoCL, set (unless the user set them) before the first OpenCL platform query, since
+#: PoCL reads them once when it starts. ``POCL_AFFINITY=1`` pins PoCL's worker threads to cores: on this 2-core
+#: machine it leaves block latencies as fast (AlexNet dense 27.7 vs 28.4 ms, sum of block minima) but much
+#: steadier between passes (median pass-to-pass spread 14 % instead of 30–54 %; benchmarks/cost_repeatability.py,
+#: docs/cost_models.md), which is what a cost model calibrated once and used later needs.
+POCL_ENV_DEFAULTS = {"POCL_AFFINITY": "1"}
 
 _PROBE_SRC = "__kernel void probe(__global float *x) { int i = get_global_id(0); x[i] = 2.0f * x[i] + 1.0f; }"
 
@@ -73,6 +81,8 @@ def working_devices() -> tuple[OpenCLDeviceInfo, ...]:
         import pyopencl as cl
     except ImportError:
         return ()
+    for key, value in POCL_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     try:
         platforms = cl.get_platforms()
     except Exception:  # no ICD loader / no platform: pyopencl raises LogicError

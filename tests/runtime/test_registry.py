@@ -99,3 +99,22 @@ def test_weights_are_packed_once(cl_backend):
     out = cl_backend.run("Gemm", [a, w], attrs)[0]
     assert all(w.derived[k] is v for k, v in cached.items())
     np.testing.assert_allclose(cl_backend.download(out), np.full((2, 8), 5.0))
+
+
+def _affinity_after_probe(env_value: str | None) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "POCL_AFFINITY"}
+    if env_value is not None:
+        env["POCL_AFFINITY"] = env_value
+    code = ("import os; from deepx_opt.runtime.opencl_probe import working_devices; working_devices(); "
+            "print(os.environ.get('POCL_AFFINITY'))")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_pocl_affinity_default_is_set_before_the_platform_query_and_never_overrides_the_user(cl_backend):
+    assert _affinity_after_probe(None) == "1"
+    assert _affinity_after_probe("0") == "0"
