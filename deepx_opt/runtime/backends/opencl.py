@@ -430,7 +430,12 @@ class OpenCLBackend(Backend):
                 return
             if not a_packed:
                 a, a_off = self._pack_a(a, a_off, lda, 1, M, Kd), 0
-            gsize, lsize = ((N + _PANEL_N - 1) // _PANEL_N, (M + _PANEL_M - 1) // _PANEL_M), None
+            # one panel per work-group: with the local size left to the driver, PoCL groups the panel grid into
+            # a few large work-groups whose count depends on how the panel counts factor, so a GEMM's time
+            # jumped with its row count (3×3 conv, 256 channels → r filters over 13×13 on this 2-core VM: 1.4 ms
+            # at r = 192, 2.4 ms at r = 256, 1.9 ms at r = 384); one-panel groups give every core work at every
+            # size (1.3, 1.5, 1.9 ms) and a latency that grows smoothly with the work, as cost models assume
+            gsize, lsize = ((N + _PANEL_N - 1) // _PANEL_N, (M + _PANEL_M - 1) // _PANEL_M), (1, 1)
         else:
             if b_packed or a_packed:  # pragma: no cover - internal misuse
                 raise BackendError("packed operands are only produced for the blocked GEMM")
