@@ -275,7 +275,8 @@ def main(argv=None) -> int:
 
     from deepx_opt.cost_models import load_profile, save_profile
     from deepx_opt.cost_models.calibrate import (ValidationRow, calibrate, leave_one_model_out, machine_key,
-                                                 summarize_validation, validate)
+                                                 summarize_validation, validate,
+                                                 validation_ceiling)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -297,6 +298,7 @@ def main(argv=None) -> int:
                     progress=not args.no_progress)
     t_val = time.perf_counter() - t1
     summ = summarize_validation(rows)
+    ceiling = validation_ceiling(prof, rows)
     kinds = _per_kind(rows)
     # the same predictions against the median of the runs (what a run report shows) instead of the minimum
     med_rows = [ValidationRow(r.processor, r.model, r.layer, r.variant, r.kind, r.measured_median_us,
@@ -362,6 +364,12 @@ def main(argv=None) -> int:
     print("fit on the zoo's own layers (dense, and factorised at other ranks than these); measured = the "
           "minimum of the timed runs, as calibrated")
     print(_table(_SUMMARY_HEAD, _summary_rows(summ)))
+    if ceiling:
+        print("\nrepeatability ceiling: the dense blocks as calibration timed them vs as validation timed them again "
+              "(drift: validation / calibration, median)")
+        print(_table(["processor", "n", "within ±10%", "drift", "within ±10% after drift"],
+                     [[c["processor"], c["blocks"], f"{c['within_pct']:.0f}%", f"{c['drift']:.2f}",
+                       f"{c['within_after_drift_pct']:.0f}%"] for c in ceiling]))
     if summ_lomo:
         print("\nleave-one-model-out: each model predicted by models refitted without its own blocks")
         print(_table(_SUMMARY_HEAD, _summary_rows(summ_lomo)))
@@ -383,7 +391,7 @@ def main(argv=None) -> int:
         "machine": {"node": platform.node(), "processor": platform.processor(), "cores": os.cpu_count(),
                     "key": machine_key()},
         "mode": args.mode, "profile": args.profile, "models": models, "calibration_s": t_cal,
-        "validation_s": t_val, "summary": summ, "summary_lomo": summ_lomo, "summary_vs_median": summ_med,
+        "validation_s": t_val, "summary": summ, "ceiling": ceiling, "summary_lomo": summ_lomo, "summary_vs_median": summ_med,
         "per_kind": kinds, "per_kind_lomo": kinds_lomo, "energy": energy, "energy_passes": energy_passes, "energy_s": t_energy,
         "power_model_refit": ({p.name: alt.processor(p.name).power_model for p in nvidia} if alt else None),
         "rows": [{"processor": r.processor, "model": r.model, "layer": r.layer, "variant": r.variant,

@@ -61,7 +61,8 @@ def _parse_powers(specs) -> dict[str, tuple[float, float]]:
 def run(args) -> int:
     from deepx_opt.cli._common import check_output_path, print_table
     from deepx_opt.cost_models import save_profile
-    from deepx_opt.cost_models.calibrate import calibrate, host_profile, summarize_validation, validate
+    from deepx_opt.cost_models.calibrate import (calibrate, host_profile, summarize_validation, validate,
+                                                 validation_ceiling)
     from deepx_opt.errors import InputError
 
     if not args.output and not args.cache:
@@ -98,4 +99,12 @@ def run(args) -> int:
         print(f"validation on {', '.join(models)}: every block measured (minimum of 7 runs) vs predicted", file=sys.stdout)
         print_table(["processor", "blocks of", "n", "within ±10%", "MAPE %", "median |err| %", "measured ms",
                      "predicted ms"], table, align="llrrrrrr")
+        ceiling = validation_ceiling(prof, vrows)
+        if ceiling:
+            print()
+            print("repeatability: the dense blocks as calibration timed them vs as validation timed them again "
+                  "(no model can score above this share; drift: validation / calibration, median)")
+            print_table(["processor", "n", "within ±10%", "drift", "within ±10% after drift"],
+                        [[c["processor"], str(c["blocks"]), f"{c['within_pct']:.0f}%", f"{c['drift']:.2f}",
+                          f"{c['within_after_drift_pct']:.0f}%"] for c in ceiling], align="lrrrr")
     return 0

@@ -1124,6 +1124,36 @@ def leave_one_model_out(profile: DeviceProfile, rows: Sequence[ValidationRow]) -
     return out
 
 
+def validation_ceiling(profile: DeviceProfile, rows: Iterable[ValidationRow], tolerance_pct: float = 10.0) -> list[dict]:
+    """How far validation could agree with *any* model fitted on this calibration: per processor, the dense zoo
+    blocks that calibration timed in-model (``fit_data``) and validation timed again, measured against
+    measured. ``within_pct``: the share that agree within ±``tolerance_pct`` (the ceiling of the validation's
+    own share for those blocks); ``drift``: the median ratio validation / calibration (the whole machine
+    running faster or slower than when it was calibrated); ``within_after_drift_pct``: the share once that
+    ratio is divided out. Processors without stored calibration samples are left out."""
+    by_proc: dict[str, list[float]] = {}
+    cal_of: dict[str, dict[tuple[str, str], float]] = {}
+    for r in rows:
+        if r.variant != "dense":
+            continue
+        if r.processor not in cal_of:
+            fd = _fit_data_dict(profile, r.processor)
+            cal_of[r.processor] = {(m, lay): float(t) for m, lay, var, _ws, t in fd.get("blocks", ())
+                                   if var == "dense"}
+        t = cal_of[r.processor].get((r.model, r.layer))
+        if t and t > 0:
+            by_proc.setdefault(r.processor, []).append(r.measured_us / t)
+    out = []
+    for p, ratios in sorted(by_proc.items()):
+        rat = np.asarray(ratios)
+        drift = float(np.median(rat))
+        tol = tolerance_pct / 100.0
+        out.append({"processor": p, "blocks": int(rat.size),
+                    "within_pct": float(np.mean(np.abs(rat - 1.0) <= tol) * 100.0), "drift": drift,
+                    "within_after_drift_pct": float(np.mean(np.abs(rat / drift - 1.0) <= tol) * 100.0)})
+    return out
+
+
 def summarize_validation(rows: Iterable[ValidationRow], tolerance_pct: float = 10.0) -> list[dict]:
     """Per processor (and per variant): blocks, share within ±tolerance, MAPE, median |error|."""
     groups: dict[tuple[str, str], list[ValidationRow]] = {}

@@ -28,3 +28,14 @@ def test_calibrate_argument_errors(tmp_path, capsys):
     assert "PROC=ACTIVE,IDLE" in capsys.readouterr().err
     assert main(["calibrate", "--quick", "--processors", "tpu", "-o", str(tmp_path / "y.json")]) == 2
     assert "available" in capsys.readouterr().err
+
+
+def test_calibrate_validate_prints_the_table_and_the_repeatability_ceiling(tmp_path, capsys):
+    out = tmp_path / "host.json"
+    assert main(["calibrate", "--processors", "cpu", "--quick", "--no-progress", "--validate",
+                 "--validate-models", "digits_mlp", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "validation on digits_mlp" in text and "within ±10%" in text
+    # the ceiling row: digits_mlp's 4 dense blocks, timed by calibration (quick mode samples the zoo) and again
+    ceiling = text.split("repeatability:", 1)[1]
+    assert any(line.split()[:2] == ["cpu", "4"] for line in ceiling.splitlines())

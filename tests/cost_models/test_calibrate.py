@@ -8,6 +8,7 @@ import pytest
 from deepx_opt.cost_models import LatencyModel, OpWork, load_profile, predict_work_us, save_profile
 from deepx_opt.cost_models.calibrate import (
     BlockSample,
+    ValidationRow,
     Sample,
     _round_robin,
     fit_latency_models,
@@ -18,6 +19,7 @@ from deepx_opt.cost_models.calibrate import (
     machine_key,
     op_grid,
     summarize_validation,
+    validation_ceiling,
     validate,
 )
 from deepx_opt.errors import BackendUnavailableError, CostModelError
@@ -140,6 +142,20 @@ def test_validate_measures_and_predicts_every_block(cpu_profile):
     assert [w.variant for w in low[0].works] == ["gemv", "gemv"]
     summ = summarize_validation(rows)
     assert {s["variant"] for s in summ} == {"all", "dense", "low-rank"}
+    # the ceiling: the same dense blocks as calibration timed them, against these measurements
+    (ceil,) = validation_ceiling(cpu_profile, rows)
+    cal = {(m, lay): t for m, lay, var, _w, t in cpu_profile.meta["calibration"]["processors"]["cpu"]["fit_data"]
+           ["blocks"] if var == "dense" and m == "digits_mlp"}
+    ratios = np.array([r.measured_us / cal[(r.model, r.layer)] for r in dense])
+    assert ceil["processor"] == "cpu" and ceil["blocks"] == len(dense) == len(cal)
+    assert ceil["drift"] == pytest.approx(np.median(ratios))
+    assert ceil["within_pct"] == pytest.approx(np.mean(np.abs(ratios - 1) <= 0.1) * 100)
+    assert ceil["within_after_drift_pct"] == pytest.approx(np.mean(np.abs(ratios / np.median(ratios) - 1) <= 0.1) * 100)
+    slow = [ValidationRow(r.processor, r.model, r.layer, r.variant, r.kind, r.measured_us * 1.5, r.predicted_us)
+            for r in rows]  # the machine 50 % slower than at calibration: all drift, no scatter
+    (c2,) = validation_ceiling(cpu_profile, slow)
+    assert c2["drift"] == pytest.approx(1.5 * ceil["drift"])
+    assert c2["within_after_drift_pct"] == pytest.approx(ceil["within_after_drift_pct"])
     assert all(0 <= s["within_pct"] <= 100 and s["mape_pct"] >= 0 for s in summ)
     # leave-one-model-out: digits_mlp's own blocks are dropped from the fit, the measurements stay
     lo = leave_one_model_out(cpu_profile, rows)
