@@ -102,7 +102,7 @@ class _OpCase:
 
 
 #: Bumped whenever what calibration measures or fits changes, so cached host profiles are re-made.
-CALIBRATION_METHOD_VERSION = 12
+CALIBRATION_METHOD_VERSION = 13
 
 def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
     p = k // 2 if pad is None else pad
