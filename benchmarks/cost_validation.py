@@ -274,8 +274,8 @@ def main(argv=None) -> int:
         _setup_nvidia_icd()
 
     from deepx_opt.cost_models import load_profile, save_profile
-    from deepx_opt.cost_models.calibrate import (ValidationRow, calibrate, leave_one_model_out, machine_key,
-                                                 summarize_validation, validate,
+    from deepx_opt.cost_models.calibrate import (CEILING_HEADERS, ValidationRow, calibrate, ceiling_table,
+                                                 leave_one_model_out, machine_key, summarize_validation, validate,
                                                  validation_ceiling)
 
     out = Path(args.out)
@@ -367,9 +367,7 @@ def main(argv=None) -> int:
     if ceiling:
         print("\nrepeatability ceiling: the dense blocks as calibration timed them vs as validation timed them again "
               "(drift: validation / calibration, median)")
-        print(_table(["processor", "n", "within ±10%", "drift", "within ±10% after drift"],
-                     [[c["processor"], c["blocks"], f"{c['within_pct']:.0f}%", f"{c['drift']:.2f}",
-                       f"{c['within_after_drift_pct']:.0f}%"] for c in ceiling]))
+        print(_table(CEILING_HEADERS, ceiling_table(ceiling)))
     if summ_lomo:
         print("\nleave-one-model-out: each model predicted by models refitted without its own blocks")
         print(_table(_SUMMARY_HEAD, _summary_rows(summ_lomo)))

@@ -61,8 +61,8 @@ def _parse_powers(specs) -> dict[str, tuple[float, float]]:
 def run(args) -> int:
     from deepx_opt.cli._common import check_output_path, print_table
     from deepx_opt.cost_models import save_profile
-    from deepx_opt.cost_models.calibrate import (calibrate, host_profile, summarize_validation, validate,
-                                                 validation_ceiling)
+    from deepx_opt.cost_models.calibrate import (CEILING_HEADERS, calibrate, ceiling_table, host_profile,
+                                                 summarize_validation, validate, validation_ceiling)
     from deepx_opt.errors import InputError
 
     if not args.output and not args.cache:
@@ -104,7 +104,5 @@ def run(args) -> int:
             print()
             print("repeatability: the dense blocks as calibration timed them vs as validation timed them again "
                   "(no model can score above this share; drift: validation / calibration, median)")
-            print_table(["processor", "n", "within ±10%", "drift", "within ±10% after drift"],
-                        [[c["processor"], str(c["blocks"]), f"{c['within_pct']:.0f}%", f"{c['drift']:.2f}",
-                          f"{c['within_after_drift_pct']:.0f}%"] for c in ceiling], align="lrrrr")
+            print_table(list(CEILING_HEADERS), ceiling_table(ceiling), align="lrrrr")
     return 0

@@ -1154,6 +1154,16 @@ def validation_ceiling(profile: DeviceProfile, rows: Iterable[ValidationRow], to
     return out
 
 
+#: Column headers of :func:`ceiling_table`.
+CEILING_HEADERS = ("processor", "n", "within ±10%", "drift", "within ±10% after drift")
+
+
+def ceiling_table(ceiling: Iterable[dict]) -> list[list[str]]:
+    """The rows of :func:`validation_ceiling` as table cells under :data:`CEILING_HEADERS`."""
+    return [[c["processor"], str(c["blocks"]), f"{c['within_pct']:.0f}%", f"{c['drift']:.2f}",
+             f"{c['within_after_drift_pct']:.0f}%"] for c in ceiling]
+
+
 def summarize_validation(rows: Iterable[ValidationRow], tolerance_pct: float = 10.0) -> list[dict]:
     """Per processor (and per variant): blocks, share within ±tolerance, MAPE, median |error|."""
     groups: dict[tuple[str, str], list[ValidationRow]] = {}
