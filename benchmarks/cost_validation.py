@@ -111,7 +111,7 @@ def _nvml_energy(profile, proc_name: str, model_name: str, variant: str, g, reps
         return None
     from deepx_opt.cost_models.calibrate import model_block_works
     from deepx_opt.cost_models.energy import plan_energy_uj, power_model_of
-    from deepx_opt.cost_models.latency import predict_work_us
+    from deepx_opt.cost_models.latency import predict_works_us
     from deepx_opt.cost_models.power import PowerSample, primed_block_us, sample_to_list
     from deepx_opt.runtime.executor import execute_graph
 
@@ -126,7 +126,7 @@ def _nvml_energy(profile, proc_name: str, model_name: str, variant: str, g, reps
     if rep.energy_uj is None:
         return None
     clock = _sm_clock_mhz()
-    pred_block = {v: proc.block_overhead_us + sum(predict_work_us(profile, proc_name, w) for w in ws)
+    pred_block = {v: predict_works_us(profile, proc_name, ws)
                   for v, ws in works.items()}
     pred_us = sum(pred_block.values())
     wall_us = rep.energy_window_s / rep.energy_runs * 1e6 if rep.energy_runs else 0.0

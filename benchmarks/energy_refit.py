@@ -54,10 +54,9 @@ def predicted_blocks(prof, processor: str, sample, total_ms: float | None = None
     """``(predicted µs, works)`` per block. Samples stored before the works kept their im2col and context
     bytes (features of the latency models) predict slightly off: with ``total_ms`` (the prediction made on
     the device, stored in the row) the blocks are scaled to it."""
-    from deepx_opt.cost_models.latency import predict_work_us
+    from deepx_opt.cost_models.latency import predict_works_us
 
-    oh = prof.processor(processor).block_overhead_us
-    out = [(oh + sum(predict_work_us(prof, processor, w) for w in ws), ws) for _, ws in sample.blocks]
+    out = [(predict_works_us(prof, processor, ws), ws) for _, ws in sample.blocks]
     if total_ms:
         k = total_ms * 1e3 / sum(t for t, _ in out)
         out = [(t * k, ws) for t, ws in out]

@@ -43,6 +43,7 @@ Example
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import platform
 import statistics
@@ -60,7 +61,7 @@ from deepx_opt.cost_models.profile import DeviceProfile, Link, Processor, load_p
 from deepx_opt.errors import CostModelError, ProfileError
 
 __all__ = ["MODES", "Sample", "BlockSample", "op_grid", "benchmark_ops", "calibrate", "validate", "ValidationRow",
-           "fit_latency_models", "fit_data", "leave_one_model_out", "repredict", "timing_variant",
+           "fit_latency_models", "fit_lowrank_table", "fit_data", "leave_one_model_out", "repredict", "timing_variant",
            "measure_model_blocks", "model_block_works", "timing_variants", "summarize_validation", "host_profile", "machine_key",
            "cache_dir", "DEFAULT_POWER_W"]
 
@@ -102,7 +103,7 @@ class _OpCase:
 
 
 #: Bumped whenever what calibration measures or fits changes, so cached host profiles are re-made.
-CALIBRATION_METHOD_VERSION = 13
+CALIBRATION_METHOD_VERSION = 14
 
 def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
     p = k // 2 if pad is None else pad
@@ -835,15 +836,51 @@ def choose_local_correction(models: dict[str, dict], inmodel: Sequence[tuple], b
     return best
 
 
+def fit_lowrank_table(models: dict[str, dict], blocks: Sequence[BlockSample], block_overhead_us: float = 0.0, *,
+                      exclude_models: Iterable[str] = ()) -> dict | None:
+    """The :class:`~deepx_opt.cost_models.latency.LowRankTable` of in-model factor-pair samples (serialised;
+    None when no block holds one): for every zoo block with one factor pair, the log ratio of the pair's
+    share of the block's time (its latency less the block overhead and the other steps' predictions) to the
+    regression of its two factors (:meth:`LatencyModel.predict` with ``local=False``), averaged per dense
+    layer shape and rank. ``exclude_models`` as in :func:`fit_latency_models`."""
+    from deepx_opt.cost_models.latency import LowRankTable, lowrank_pairs
+
+    skip = set(exclude_models)
+    fitted = {k: LatencyModel.from_dict(md) for k, md in models.items()}
+
+    def pred(w: OpWork, local: bool = True) -> float | None:
+        k = _model_key(models, w)
+        return None if k is None else float(fitted[k].predict(w, local=local)[0])
+
+    ratios: dict[tuple, dict[int, list[float]]] = {}
+    for b in blocks:
+        pairs = lowrank_pairs(b.works) if b.model not in skip else []
+        if len(pairs) != 1:
+            continue
+        i, sig, rank = pairs[0]
+        others = [pred(w) for j, w in enumerate(b.works) if j not in (i, i + 1)]
+        base = [pred(w, local=False) for w in b.works[i:i + 2]]
+        if any(p is None for p in others + base) or sum(base) <= 0:
+            continue
+        net = max(b.latency_us - block_overhead_us, 0.05 * b.latency_us)
+        pair_us = max(net - sum(others), 0.05 * net)
+        ratios.setdefault(sig, {}).setdefault(rank, []).append(math.log(pair_us / sum(base)))
+    if not ratios:
+        return None
+    entries = [{"signature": list(sig), "ranks": sorted(by_rank),
+                "log_ratio": [float(np.mean(by_rank[r])) for r in sorted(by_rank)]} for sig, by_rank in ratios.items()]
+    return LowRankTable(entries).to_dict()
+
+
 def _work_dict(w: OpWork) -> dict:
     return {"kind": w.kind, "flops": w.flops, "bytes": w.bytes, "op_type": w.op_type, "im2col_bytes": w.im2col_bytes,
-            "variant": w.variant, "context_bytes": w.context_bytes}
+            "variant": w.variant, "context_bytes": w.context_bytes, "dims": list(w.dims)}
 
 
 def _work_from(d: dict) -> OpWork:
     return OpWork(kind=d["kind"], flops=float(d["flops"]), bytes=float(d["bytes"]), op_type=d.get("op_type", ""),
                   im2col_bytes=float(d.get("im2col_bytes", 0.0)), variant=d.get("variant", ""),
-                  context_bytes=float(d.get("context_bytes", 0.0)))
+                  context_bytes=float(d.get("context_bytes", 0.0)), dims=tuple(int(v) for v in d.get("dims", ())))
 
 
 def fit_data(profile: DeviceProfile, processor: str) -> tuple[list[Sample], list[BlockSample], float]:
@@ -968,15 +1005,16 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
         blocks = _zoo_block_samples(pname, zoo_graphs, cfg["fractions"], cfg["warmup"], cfg["zoo_reps"], prog,
                                     f"{pname} zoo", cfg["zoo_passes"]) if zoo_graphs else []
         models = fit_latency_models(samples, blocks, overhead_us, parallel_flops=parallel_flops)
+        table = fit_lowrank_table(models, blocks, overhead_us)
         active, idle = (powers or {}).get(pname, DEFAULT_POWER_W.get(kind, DEFAULT_POWER_W["cpu"]))
         power_fields = {"active_power_w": float(active), "idle_power_w": float(idle), "power_source": "modelled"}
         if nvml:
             measured = calibrate_power(pname, be, desc, cases, zoo_graphs, latency_models=models,
-                                       block_overhead_us=overhead_us)
+                                       block_overhead_us=overhead_us, lowrank_table=table)
             if measured:
                 power_fields.update(measured)
         procs.append(Processor(name=pname, kind=kind, memory_bytes=mem, backend=pname, **power_fields,
-                               latency_models=models, block_overhead_us=float(overhead_us)))
+                               latency_models=models, block_overhead_us=float(overhead_us), lowrank_table=table))
         meta["calibration"]["processors"][pname] = {
             "device": desc, "samples": len(samples) + len(blocks), "seconds": round(time.perf_counter() - t0, 1),
             "block_overhead_us": round(overhead_us, 3), "blas_parallel_flops": parallel_flops,
@@ -1057,7 +1095,7 @@ def validate(profile: DeviceProfile, models: Sequence[str] | Sequence[Any], *, p
     factorisable layer at ``fraction × full rank`` for each of ``rank_fractions`` (factor weights random, of
     the right shapes; only the factorised blocks are reported for those).
     """
-    from deepx_opt.cost_models.latency import predict_work_us
+    from deepx_opt.cost_models.latency import predict_works_us
 
     prog = progress if callable(progress) else _Progress(bool(progress))
     graphs = []
@@ -1087,7 +1125,7 @@ def validate(profile: DeviceProfile, models: Sequence[str] | Sequence[Any], *, p
         for (g, vname, vg, layers), works, lats in zip(jobs, works_of, all_lats):
             for v in layers:  # an unchanged layer is reported once, in the dense variant
                 d = vg.dag.nodes[v]
-                pred = proc.block_overhead_us + sum(predict_work_us(profile, proc.name, w) for w in works[v])
+                pred = predict_works_us(profile, proc.name, works[v])
                 rows.append(ValidationRow(proc.name, g.name, v, vname, d["kind"], _stat(lats[v]), pred, works[v],
                                           float(statistics.median(lats[v]))))
     return rows
@@ -1095,12 +1133,11 @@ def validate(profile: DeviceProfile, models: Sequence[str] | Sequence[Any], *, p
 
 def repredict(rows: Iterable[ValidationRow], profile: DeviceProfile) -> list[ValidationRow]:
     """The same measured rows, predicted by another profile (same processor names)."""
-    from deepx_opt.cost_models.latency import predict_work_us
+    from deepx_opt.cost_models.latency import predict_works_us
 
     out = []
     for r in rows:
-        proc = profile.processor(r.processor)
-        pred = proc.block_overhead_us + sum(predict_work_us(profile, r.processor, w) for w in r.works)
+        pred = predict_works_us(profile, r.processor, r.works)
         out.append(ValidationRow(r.processor, r.model, r.layer, r.variant, r.kind, r.measured_us, pred, r.works,
                                  r.measured_median_us))
     return out
@@ -1118,8 +1155,10 @@ def leave_one_model_out(profile: DeviceProfile, rows: Sequence[ValidationRow]) -
     for (pname, mname), rs in by_model.items():
         grid, blocks, overhead = fit_data(profile, pname)
         prof = copy.deepcopy(profile)
-        prof.processor(pname).latency_models = fit_latency_models(grid, blocks, overhead, exclude_models=[mname],
-                                                                  parallel_flops=fit_parallel_flops(profile, pname))
+        proc = prof.processor(pname)
+        proc.latency_models = fit_latency_models(grid, blocks, overhead, exclude_models=[mname],
+                                                 parallel_flops=fit_parallel_flops(profile, pname))
+        proc.lowrank_table = fit_lowrank_table(proc.latency_models, blocks, overhead, exclude_models=[mname])
         out += repredict(rs, prof)
     return out
 

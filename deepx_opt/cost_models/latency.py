@@ -47,6 +47,10 @@ __all__ = [
     "op_work",
     "work_variant",
     "model_keys",
+    "lowrank_pairs",
+    "LowRankTable",
+    "predict_works_us",
+    "block_latency_us",
     "context_bytes_of",
     "block_works",
     "model_shapes",
@@ -84,6 +88,9 @@ class OpWork:
     im2col_bytes: float = 0.0  # column buffer of a k×k (or strided/padded) dense conv; 0 otherwise
     variant: str = ""  # finer class of work within the kind (see work_variant); "" = none
     context_bytes: float = 0.0  # working set of the model the op runs in (0: unknown / the op alone)
+    #: shape of the op's matrix product (see :func:`op_dims`): GEMM ``(rows, inputs, outputs)``, dense 2-D conv
+    #: ``(batch, in channels, out channels, kh, kw, in h, in w, out h, out w)``; ``()`` for other ops
+    dims: tuple = ()
 
 
 def work_variant(kind: str, op_type: str, *, rows: int = 0, pointwise: bool = False,
@@ -183,7 +190,57 @@ def op_work(op: Any, shapes: Mapping[str, Any]) -> OpWork:
         rows = int(np.prod(outs[0].shape[:-1], dtype=np.int64)) if len(outs[0].shape) > 1 else 1
     trans_b = op.op_type == "Gemm" and bool(op.attrs.get("transB", 0))
     return OpWork(kind=kind, flops=flops, bytes=nbytes, op_type=op.op_type, name=op.name or "", im2col_bytes=im2col,
-                  variant=work_variant(kind, op.op_type, rows=rows, pointwise=pointwise, trans_b=trans_b))
+                  variant=work_variant(kind, op.op_type, rows=rows, pointwise=pointwise, trans_b=trans_b),
+                  dims=_op_dims(kind, op, ins, outs, rows))
+
+
+def _op_dims(kind: str, op: Any, ins: Sequence[Any], outs: Sequence[Any], rows: int) -> tuple:
+    """:attr:`OpWork.dims` of an op: the matrix shape of a GEMM and of a dense (``group = 1``) 2-D conv."""
+    if kind == "gemm" and len(ins) >= 2 and ins[0].shape and outs[0].shape:
+        trans_a = op.op_type == "Gemm" and bool(op.attrs.get("transA", 0))
+        k = ins[0].shape[-2] if trans_a and len(ins[0].shape) >= 2 else ins[0].shape[-1]
+        return (int(max(rows, 1)), int(k), int(outs[0].shape[-1]))
+    if (kind == "conv" and int(op.attrs.get("group", 1)) == 1 and len(ins[0].shape) == 4
+            and len(ins[1].shape) == 4 and len(outs[0].shape) == 4):
+        n, cin, hi, wi = ins[0].shape
+        cout, _, kh, kw = ins[1].shape
+        return tuple(int(v) for v in (n, cin, cout, kh, kw, hi, wi, outs[0].shape[2], outs[0].shape[3]))
+    return ()
+
+
+def lowrank_pairs(works: Sequence[OpWork]) -> list[tuple[int, tuple, int]]:
+    """The factor pairs of Runtime Layer Compression among a block's works, in order: ``(index of the first
+    factor, signature of the dense layer, rank)``. A pair is a GEMM ``(m, k, r)`` followed by a GEMM
+    ``(m, r, n)``, or a conv with ``r`` filters followed by a 1×1 conv reading its ``r`` channels, with ``r``
+    below both sides of the dense layer; the signature is the dense layer's shape (``("gemm", m, k, n)``,
+    ``("conv", batch, cin, cout, kh, kw, hi, wi, ho, wo)``), so layers of one shape share it whatever model
+    they are in.
+
+    >>> a = OpWork("gemm", 2 * 64 * 8, 0, dims=(1, 64, 8)); b = OpWork("gemm", 2 * 8 * 32, 0, dims=(1, 8, 32))
+    >>> lowrank_pairs([a, b])
+    [(0, ('gemm', 1, 64, 32), 8)]
+    """
+    out = []
+    i = 0
+    while i + 1 < len(works):
+        a, b = works[i], works[i + 1]
+        sig = None
+        if a.kind == b.kind == "gemm" and len(a.dims) == 3 and len(b.dims) == 3:
+            (m, k, r), (m2, r2, n) = a.dims, b.dims
+            if m == m2 and r == r2 and r < min(k, n):
+                sig = ("gemm", m, k, n)
+        elif a.kind == b.kind == "conv" and len(a.dims) == 9 and len(b.dims) == 9:
+            nb, cin, r, kh, kw, hi, wi, ho, wo = a.dims
+            nb2, r2, cout, kh2, kw2, hi2, wi2, ho2, wo2 = b.dims
+            if ((nb2, r2, kh2, kw2, hi2, wi2, ho2, wo2) == (nb, r, 1, 1, ho, wo, ho, wo)
+                    and r < min(cin * kh * kw, cout)):
+                sig = ("conv", nb, cin, cout, kh, kw, hi, wi, ho, wo)
+        if sig is None:
+            i += 1
+            continue
+        out.append((i, sig, int(a.dims[2])))
+        i += 2
+    return out
 
 
 #: Ops the executor fuses a following Relu/Clip into (``deepx_opt.runtime.executor``).
@@ -545,9 +602,10 @@ class LatencyModel:
         if not hasattr(self, "coef_"):
             raise CostModelError("this LatencyModel is not fitted; call fit() or build it with from_dict()")
 
-    def predict(self, X: Any, *, point_mask: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, X: Any, *, point_mask: np.ndarray | None = None, local: bool = True) -> np.ndarray:
         """Predicted latency in µs of each sample (:class:`OpWork` items or feature-matrix rows): the
-        regression, times the local correction of :meth:`set_local_correction` when there is one.
+        regression, times the local correction of :meth:`set_local_correction` when there is one (and
+        ``local``; ``local=False`` gives the regression alone).
 
         ``point_mask`` (samples × correction points, 0/1) leaves points out of each sample's correction, e.g.
         a sample's own model run when the correction is cross-validated."""
@@ -555,7 +613,7 @@ class LatencyModel:
         A = _as_matrix(X, self.features, self.cache_bytes_, self.parallel_flops)
         base = _eval(self.family_, np.asarray(self.coef_), A)
         pts = getattr(self, "local_points_", None)
-        if pts is None or len(pts) == 0:
+        if not local or pts is None or len(pts) == 0:
             return base
         return base * np.exp(self._correction(A, _context_of(X, len(A)), point_mask))
 
@@ -709,8 +767,134 @@ class LatencyModel:
 
 # ------------------------------------------------------------------------------------ predictions
 
-def predict_work_us(profile: Any, processor: str, work: OpWork) -> float:
-    """Predicted latency (µs) of one op's work on a processor of a profile.
+class LowRankTable:
+    """In-model corrections of Runtime Layer Compression's factor pairs, per dense layer shape and rank.
+
+    Calibration times the zoo's factorisable layers inside whole-model runs at a few ranks each. A factor
+    pair's latency is far from the sum of its two factors timed apart (small pairs pay for two dispatches
+    and a hand-over, large ones find the second factor's input in cache), and the kernel of the local
+    correction (:meth:`LatencyModel.set_local_correction`), which must carry across layers, is too narrow to
+    carry from one calibrated rank to the next. The table keeps, per dense layer shape (the signature of
+    :func:`lowrank_pairs`), the log ratio of the pair's in-model time to the regression of its two factors
+    at each calibrated rank; a pair at rank ``r`` is then predicted as that regression times the ratio
+    interpolated linearly in ``ln r`` between the calibrated ranks around it. Beyond the calibrated ranks
+    the nearest ratio's weight decays as ``exp(−d² / 2 scale²)`` with ``d`` the distance in ``ln r``, and the
+    rest of the prediction is the plain one (:func:`predict_work_us` of both factors).
+
+    Parameters
+    ----------
+    entries : list of dict
+        ``{"signature": [...], "ranks": [r1 < r2 < ...], "log_ratio": [...]}``.
+    scale : float
+        Decay length beyond the calibrated ranks, in ``ln r`` (default ``ln 2``: one halving of the rank).
+
+    >>> t = LowRankTable([{"signature": ["gemm", 1, 64, 32], "ranks": [4, 16], "log_ratio": [0.0, 0.2]}])
+    >>> round(t.correction(("gemm", 1, 64, 32), 8)[0], 3), t.correction(("gemm", 1, 64, 32), 8)[1]
+    (0.1, 1.0)
+    >>> t.correction(("gemm", 1, 64, 64), 8) is None
+    True
+    """
+
+    def __init__(self, entries: Sequence[Mapping[str, Any]] = (), *, scale: float = math.log(2.0)):
+        if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale)
+                and scale > 0):
+            raise ProfileError(f"lowrank_table.scale {scale!r}; expected a number > 0 (ln-rank units)")
+        self.scale = float(scale)
+        self._by_sig: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        for i, e in enumerate(entries):
+            where = f"lowrank_table.entries[{i}]"
+            if not isinstance(e, Mapping):
+                raise ProfileError(f"{where}: {type(e).__name__} given; expected an object")
+            sig, ranks, lr = e.get("signature"), e.get("ranks"), e.get("log_ratio")
+            if not isinstance(sig, (list, tuple)) or not sig or sig[0] not in ("gemm", "conv") \
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sig[1:]):
+                raise ProfileError(f"{where}.signature {sig!r}; expected [\"gemm\" or \"conv\", positive "
+                                   f"integers...]")
+            if not isinstance(ranks, list) or not ranks or not isinstance(lr, list) or len(lr) != len(ranks):
+                raise ProfileError(f"{where}: ranks and log_ratio must be non-empty lists of one length")
+            if any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in ranks) \
+                    or any(b <= a for a, b in zip(ranks, ranks[1:])):
+                raise ProfileError(f"{where}.ranks {ranks!r}; expected increasing integers >= 1")
+            if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in lr):
+                raise ProfileError(f"{where}.log_ratio {lr!r}; expected finite numbers")
+            self._by_sig[tuple(sig)] = (np.log(np.asarray(ranks, dtype=float)), np.asarray(lr, dtype=float))
+
+    def __len__(self) -> int:
+        return len(self._by_sig)
+
+    def correction(self, signature: tuple, rank: int) -> tuple[float, float] | None:
+        """``(log ratio, weight)`` for a pair of the dense shape ``signature`` at ``rank``, or None when that
+        shape was not calibrated. Weight 1 between the calibrated ranks, decaying beyond them."""
+        got = self._by_sig.get(tuple(signature))
+        if got is None:
+            return None
+        xs, ys = got
+        x = math.log(max(int(rank), 1))
+        d = max(xs[0] - x, x - xs[-1], 0.0)
+        return float(np.interp(x, xs, ys)), float(math.exp(-0.5 * (d / self.scale) ** 2))
+
+    def to_dict(self) -> dict:
+        return {"scale": self.scale,
+                "entries": [{"signature": list(sig), "ranks": [int(round(math.exp(v))) for v in xs],
+                             "log_ratio": [round(float(v), 6) for v in ys]} for sig, (xs, ys) in self._by_sig.items()]}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "LowRankTable":
+        """Rebuild a table; raises :class:`ProfileError` naming the bad field."""
+        if not isinstance(d, Mapping):
+            raise ProfileError(f"lowrank_table: {type(d).__name__} given; expected an object with entries")
+        entries = d.get("entries", [])
+        if not isinstance(entries, list):
+            raise ProfileError(f"lowrank_table.entries: {type(entries).__name__} given; expected a list")
+        return cls(entries, scale=d.get("scale", math.log(2.0)))
+
+
+_TABLES: dict[int, tuple[Any, LowRankTable]] = {}
+
+
+def _lowrank_table_of(proc: Any) -> LowRankTable | None:
+    d = getattr(proc, "lowrank_table", None)
+    if not d:
+        return None
+    hit = _TABLES.get(id(d))
+    if hit is None or hit[0] is not d:  # parsed once per table object (the dict is kept, so its id stays unique)
+        if len(_TABLES) > 64:
+            _TABLES.clear()
+        hit = _TABLES[id(d)] = (d, LowRankTable.from_dict(d))
+    return hit[1]
+
+
+def predict_works_us(profile: Any, processor: str, works: Sequence[OpWork]) -> float:
+    """Predicted latency (µs) of a block from the works of its steps: the processor's block overhead plus
+    each op's :func:`predict_work_us`, except that a factor pair whose dense layer shape calibration timed in
+    models (the processor's :class:`LowRankTable`) costs the regression of its two factors times the ratio
+    measured at the calibrated ranks around its own."""
+    proc = profile.processor(processor)
+    return block_latency_us(works, lambda w, local=True: predict_work_us(profile, processor, w, local=local),
+                            _lowrank_table_of(proc), float(getattr(proc, "block_overhead_us", 0.0) or 0.0))
+
+
+def block_latency_us(works: Sequence[OpWork], predict: Any, table: LowRankTable | None = None,
+                     overhead_us: float = 0.0) -> float:
+    """What :func:`predict_works_us` computes, from a per-op predictor ``predict(work, local=True)`` (µs;
+    ``local=False``: the regression alone), the processor's :class:`LowRankTable` (or None) and its block
+    overhead."""
+    per = [predict(w) for w in works]
+    if table:
+        for i, sig, rank in lowrank_pairs(works):
+            c = table.correction(sig, rank)
+            if c is None:
+                continue
+            ratio, weight = c
+            base = sum(predict(w, local=False) for w in works[i:i + 2])
+            plain = per[i] + per[i + 1]
+            per[i], per[i + 1] = weight * base * math.exp(ratio) + (1.0 - weight) * plain, 0.0
+    return float(overhead_us) + float(sum(per))
+
+
+def predict_work_us(profile: Any, processor: str, work: OpWork, *, local: bool = True) -> float:
+    """Predicted latency (µs) of one op's work on a processor of a profile (``local=False``: the regression
+    without its local correction, see :meth:`LatencyModel.predict`).
 
     Raises
     ------
@@ -734,7 +918,7 @@ def predict_work_us(profile: Any, processor: str, work: OpWork) -> float:
             f"profile {profile.name!r} has no latency model for {work.kind!r} work on processor {processor!r} "
             f"(op {work.name or work.op_type!r}); modelled kinds: {', '.join(sorted(proc.latency_models)) or 'none'}"
         )
-    return float(LatencyModel.from_dict(md).predict(work)[0])
+    return float(LatencyModel.from_dict(md).predict(work, local=local)[0])
 
 
 def predict_block_us(profile: Any, processor: str, layer_attrs: Mapping[str, Any] | None = None, *,
@@ -781,5 +965,4 @@ def predict_block_us(profile: Any, processor: str, layer_attrs: Mapping[str, Any
             raise CostModelError("predict_block_us needs works, ops+shapes or layer_attrs")
     if not works:
         raise CostModelError("block has no work to cost (empty op list)")
-    overhead = float(getattr(profile.processor(processor), "block_overhead_us", 0.0) or 0.0)
-    return overhead + float(sum(predict_work_us(profile, processor, w) for w in works))
+    return predict_works_us(profile, processor, works)

@@ -115,17 +115,19 @@ class PowerSample:
 
 def _work_to_list(w) -> list:
     return [w.kind, w.op_type, float(w.flops), float(w.bytes), w.variant, float(w.im2col_bytes),
-            float(w.context_bytes)]
+            float(w.context_bytes), [int(v) for v in w.dims]]
 
 
 def _work_from_list(x: Sequence) -> Any:
-    """Inverse of :func:`_work_to_list` (also reads the first format, without im2col and context bytes)."""
+    """Inverse of :func:`_work_to_list` (also reads the earlier formats, without im2col and context bytes or
+    without dims)."""
     from deepx_opt.cost_models.latency import OpWork
 
     kind, op_type, flops, nbytes, variant = x[:5]
     im2col, ctx = (float(x[5]), float(x[6])) if len(x) >= 7 else (0.0, 0.0)
+    dims = tuple(int(v) for v in x[7]) if len(x) >= 8 else ()
     return OpWork(kind=str(kind), flops=float(flops), bytes=float(nbytes), op_type=str(op_type),
-                  variant=str(variant), im2col_bytes=im2col, context_bytes=ctx)
+                  variant=str(variant), im2col_bytes=im2col, context_bytes=ctx, dims=dims)
 
 
 def sample_to_list(s: PowerSample) -> list:
@@ -503,15 +505,14 @@ def measure_op_loop(backend: Any, case: Any, meter: Any, *, window_s: float = 0.
 
 def measure_model_run(processor: str, graph: Any, *, window_s: float = 0.5, reps: int = 10,
                       label: str | None = None, group: str | None = None,
-                      predict_us: Callable[[Any], float] | None = None, block_overhead_us: float = 0.0
-                      ) -> PowerSample | None:
+                      predict_block_us: Callable[[Sequence[Any]], float] | None = None) -> PowerSample | None:
     """Whole-model energy per inference of ``graph`` run by the runtime executor on one processor
     (:func:`deepx_opt.runtime.executor.execute_graph` with NVML over ≥ ``window_s`` of back-to-back runs),
     None when its energy was not measured.
 
     The sample's block latencies are on the footing of the latency model's predictions, so that the fitted
-    power model turns *predicted* latencies into the energy of back-to-back runs: ``predict_us(work)`` +
-    ``block_overhead_us`` per block when a predictor is given, else the blocks' latencies measured the way
+    power model turns *predicted* latencies into the energy of back-to-back runs: ``predict_block_us(works)``
+    per block when a predictor is given (block overhead included), else the blocks' latencies measured the way
     calibration measures them for the latency fit (:func:`~deepx_opt.cost_models.calibrate.
     measure_model_blocks`: after priming the processor, minimum of the runs). (The runs inside the NVML
     window are slower than that on a GPU that light work leaves at low clocks; the fit absorbs the
@@ -520,8 +521,8 @@ def measure_model_run(processor: str, graph: Any, *, window_s: float = 0.5, reps
     from deepx_opt.runtime.executor import execute_graph
 
     works = model_block_works(graph)
-    if predict_us is not None:
-        times = {v: float(block_overhead_us) + sum(predict_us(w) for w in ws) for v, ws in works.items()}
+    if predict_block_us is not None:
+        times = {v: float(predict_block_us(ws)) for v, ws in works.items()}
     else:
         times = primed_block_us(processor, graph)
     rng = np.random.default_rng(0)
@@ -569,12 +570,12 @@ def refit_power_model(profile: Any, processor: str) -> dict:
     if not data:
         raise CostModelError(f"processor {processor!r} of profile {profile.name!r} has no power model with stored "
                              "samples (fit.samples_data) to refit")
-    predict = _latency_predictor(proc.latency_models)
+    from deepx_opt.cost_models.latency import predict_works_us
+
     rebased = []
     for s in map(sample_from_list, data):
         if s.runs > 0:
-            s = replace(s, blocks=tuple((float(proc.block_overhead_us) + sum(predict(w) for w in ws), ws)
-                                        for _, ws in s.blocks))
+            s = replace(s, blocks=tuple((predict_works_us(profile, processor, ws), ws) for _, ws in s.blocks))
         rebased.append(s)
     model, _ = fit_power_model(rebased)
     keep = {k: v for k, v in pm["fit"].items() if k in ("seconds", "idle_power_w", "loop_power_w")}
@@ -583,22 +584,25 @@ def refit_power_model(profile: Any, processor: str) -> dict:
     return model.to_dict()
 
 
-def _latency_predictor(latency_models: Mapping[str, dict]) -> Callable[[Any], float]:
-    """``work → µs`` from a processor's serialised latency models (most specific key first)."""
-    from deepx_opt.cost_models.latency import LatencyModel, model_keys
+def _block_predictor(latency_models: Mapping[str, dict], block_overhead_us: float = 0.0,
+                     lowrank_table: Mapping[str, Any] | None = None) -> Callable[[Sequence[Any]], float]:
+    """``works of a block → µs`` from a processor's serialised latency models (most specific key first), its
+    block overhead and low-rank table, as :func:`~deepx_opt.cost_models.latency.predict_works_us` predicts."""
+    from deepx_opt.cost_models.latency import LatencyModel, LowRankTable, block_latency_us, model_keys
 
     cache: dict[str, Any] = {}
+    table = LowRankTable.from_dict(lowrank_table) if lowrank_table else None
 
-    def predict(w) -> float:
+    def predict(w, local: bool = True) -> float:
         key = next((k for k in model_keys(w) if k in latency_models), None)
         if key is None:
             raise CostModelError(f"no latency model for {w.kind!r} work (op {w.op_type!r}); modelled: "
                                  f"{', '.join(sorted(latency_models))}")
         if key not in cache:
             cache[key] = LatencyModel.from_dict(latency_models[key])
-        return float(cache[key].predict(w)[0])
+        return float(cache[key].predict(w, local=local)[0])
 
-    return predict
+    return lambda works: block_latency_us(works, predict, table, block_overhead_us)
 
 
 def _loop_cases(cases: Sequence[Any]) -> list[tuple[str, Any]]:
@@ -626,7 +630,7 @@ def calibrate_power(processor: str, backend: Any, description: str, cases: Seque
                     zoo_graphs: Sequence[Any] = (), *, meter: Any = None,
                     run_model: Callable[..., PowerSample | None] | None = None,
                     latency_models: Mapping[str, dict] | None = None, block_overhead_us: float = 0.0,
-                    window_s: float = 0.5, fractions: Sequence[float | None] = (None, 0.35),
+                    lowrank_table: Mapping[str, Any] | None = None, window_s: float = 0.5, fractions: Sequence[float | None] = (None, 0.35),
                     progress: Callable | None = None) -> dict | None:
     """Measured power fields of a :class:`~deepx_opt.cost_models.profile.Processor`, or None.
 
@@ -634,10 +638,10 @@ def calibrate_power(processor: str, backend: Any, description: str, cases: Seque
     when a ``meter`` is given: tests pass a simulated counter). Measured: the idle power (over ``window_s``
     with nothing submitted), op loops of different intensities from ``cases`` (calibration's grid; see
     :func:`_loop_cases`), and each of ``zoo_graphs`` run whole, dense and at each rank fraction of
-    ``fractions`` (``run_model(processor, graph, label=, group=, predict_us=, block_overhead_us=)`` →
+    ``fractions`` (``run_model(processor, graph, label=, group=, predict_block_us=)`` →
     :class:`PowerSample`; default :func:`measure_model_run`). With the processor's fitted
-    ``latency_models`` (and ``block_overhead_us``), the zoo samples' block latencies are the latency
-    model's predictions; without, they are measured as for the latency fit. A :class:`PowerModel` is
+    ``latency_models`` (and ``block_overhead_us``, ``lowrank_table``), the zoo samples' block latencies are
+    the latency model's predictions; without, they are measured as for the latency fit. A :class:`PowerModel` is
     fitted by :func:`fit_power_model`.
 
     Returns
@@ -661,7 +665,7 @@ def calibrate_power(processor: str, backend: Any, description: str, cases: Seque
 
     t0 = time.perf_counter()
     run_model = run_model or measure_model_run
-    predict_us = _latency_predictor(latency_models) if latency_models else None
+    predict_block = _block_predictor(latency_models, block_overhead_us, lowrank_table) if latency_models else None
     idle_w = float(meter.idle_power_w(window_s))
     samples: list[PowerSample] = []
     loops = _loop_cases(cases)
@@ -676,8 +680,7 @@ def calibrate_power(processor: str, backend: Any, description: str, cases: Seque
         vg = timing_variant(g, frac, rng)
         if vg is not None:
             label = f"{g.name}:{'dense' if frac is None else f'rank={frac:g}'}"
-            s = run_model(processor, vg, label=label, group=g.name, predict_us=predict_us,
-                          block_overhead_us=block_overhead_us)
+            s = run_model(processor, vg, label=label, group=g.name, predict_block_us=predict_block)
             if s is not None and s.energy_uj > 0:
                 samples.append(s)
         if progress:
@@ -697,7 +700,7 @@ def calibrate_power(processor: str, backend: Any, description: str, cases: Seque
         model.fit_["seconds"] = round(time.perf_counter() - t0, 1)
         model.fit_["idle_power_w"] = idle_w
         model.fit_["loop_power_w"] = loop_w
-        model.fit_["time_basis"] = "predicted" if predict_us is not None else "measured (primed, min)"
+        model.fit_["time_basis"] = "predicted" if predict_block is not None else "measured (primed, min)"
         model.fit_["samples_data"] = [sample_to_list(s) for s in samples]
         out["power_model"] = model.to_dict()
     return out

@@ -136,6 +136,9 @@ class Processor:
         A serialised :class:`~deepx_opt.cost_models.power.PowerModel` (energy of a block from its works and
         latency, fitted from measured energy, e.g. NVML's during calibration), or None: a block then costs
         ``active_power_w`` × its latency. See :func:`~deepx_opt.cost_models.energy.block_energy_uj`.
+    lowrank_table : dict or None
+        A serialised :class:`~deepx_opt.cost_models.latency.LowRankTable`: in-model ratios of factor pairs per
+        dense layer shape and rank, measured by calibration (None: factor pairs cost their two factors).
     """
 
     name: str
@@ -150,6 +153,7 @@ class Processor:
     latency_models: dict[str, dict] = field(default_factory=dict)
     block_overhead_us: float = 0.0
     power_model: dict | None = None
+    lowrank_table: dict | None = None
 
     def supports_kind(self, kind: str) -> bool:
         return kind not in self.unsupported_kinds
@@ -171,6 +175,7 @@ class Processor:
             "latency_models": {k: dict(v) for k, v in self.latency_models.items()},
             "block_overhead_us": float(self.block_overhead_us),
             **({"power_model": dict(self.power_model)} if self.power_model is not None else {}),
+            **({"lowrank_table": dict(self.lowrank_table)} if self.lowrank_table else {}),
         }
 
 
@@ -326,6 +331,17 @@ def _parse_power_model(d: Any, path: str) -> dict | None:
     return dict(d)
 
 
+def _parse_lowrank_table(d: Any, path: str) -> dict | None:
+    from deepx_opt.cost_models.latency import LowRankTable
+
+    if d is None:
+        return None
+    try:
+        return LowRankTable.from_dict(d).to_dict()  # validates
+    except ProfileError as exc:
+        raise _err(path, str(exc).removeprefix("lowrank_table").lstrip(".: ")) from None
+
+
 def _parse_processor(d: Any, i: int) -> Processor:
     path = f"processors[{i}]"
     if not isinstance(d, dict):
@@ -361,6 +377,7 @@ def _parse_processor(d: Any, i: int) -> Processor:
         latency_models=_parse_latency_models(d.get("latency_models", {}), f"{path}.latency_models"),
         block_overhead_us=_nonneg(d, "block_overhead_us", path) if "block_overhead_us" in d else 0.0,
         power_model=_parse_power_model(d.get("power_model"), f"{path}.power_model"),
+        lowrank_table=_parse_lowrank_table(d.get("lowrank_table"), f"{path}.lowrank_table"),
     )
 
 

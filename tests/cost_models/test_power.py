@@ -100,7 +100,7 @@ def sim_block_us(works) -> float:
 def sim_run_model(rng):
     """``run_model`` for calibrate_power: a whole-model run of the simulated board (1 % measurement noise)."""
 
-    def run(processor, graph, *, label, group, predict_us=None, block_overhead_us=0.0):
+    def run(processor, graph, *, label, group, predict_block_us=None):
         works = model_block_works(graph)
         blocks = tuple((sim_block_us(ws), tuple(ws)) for ws in works.values())
         e = sum(true_block_uj(ws, t) for t, ws in blocks) + WAIT_W * RUN_US
