@@ -83,6 +83,7 @@ TUNE_POINT_GRID = {
     "point_layer_pts": (0.0, 0.05, 0.1),
     "verified_point_layer_pts": (0.1, 0.15, 0.2, 0.25),
     "point_scale": (0.9, 1.0),
+    "point_blend": (0.0, 0.25, 0.5, 0.75, 1.0),
 }
 TUNE_GRID = {
     "coverage": (0.8, 0.9, 0.95),
@@ -437,7 +438,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="estimator setting (margin, coverage, fit_cap_pts, fit_min_pts, layer_margin_pts, "
                          "verify_blend, soft_flip_width, point_coverage, point_layer_pts, verified_point_layer_pts, "
-                         "point_scale); default: the library's")
+                         "point_scale, point_blend); default: the library's")
     ap.add_argument("--tune", action="store_true",
                     help="choose the estimator settings on the development protocol (implies --calib-source dev)")
     ap.add_argument("--tune-point", action="store_true",
@@ -531,7 +532,7 @@ def main(argv=None) -> int:
     where = {"train": "whole test split", "dev": "held-out fold of the training split (development models)",
              "test-half": "held-out half of the test split"}[args.calib_source]
     print(f"(Σa: the planner's additive bound; bound: {'the verified bound' if verify else 'Σa'}; Σa_pt: the additive "
-          f"point estimate; pred: {'verified point estimate (the choice measured whole on calibration data, no margin)' if verify else 'Σa_pt'}; "
+          f"point estimate; pred: {'verified point estimate (Σa_pt blended with the choice measured whole on calibration data, point_blend; capped by the verified bound)' if verify else 'Σa_pt'}; "
           f"meas: top-1 loss in points measured with onnxruntime on the {where}; "
           f"{'verified' if verify else 'plain Σa'} selection; wall {wall:.1f} s)")
     if args.out:

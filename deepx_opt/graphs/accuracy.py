@@ -40,7 +40,7 @@ estimate must be **additive** and **conservative**. How it is built:
 
 The settings (``coverage``, ``fit_cap_pts``, ``fit_min_pts``, ``margin``, ``layer_margin_pts``,
 ``soft_flip_width``, ``verify_blend``; for the point estimates ``point_coverage``, ``point_layer_pts``,
-``verified_point_layer_pts``, ``point_scale``) were chosen on a development protocol inside the training split of the
+``verified_point_layer_pts``, ``point_scale``, ``point_blend``) were chosen on a development protocol inside the training split of the
 digits models (benchmarks/rlc_accuracy.py ``--calib-source dev --tune``), never on the test split;
 :meth:`Estimator.refit` changes them without measuring again.
 
@@ -119,6 +119,11 @@ DEFAULT_POINT_COVERAGE = 0.5
 DEFAULT_POINT_LAYER_PTS = 0.0
 DEFAULT_VERIFIED_POINT_LAYER_PTS = 0.15
 DEFAULT_POINT_SCALE = 1.0
+#: Weight of the verified point estimate (the measurement of the whole configuration plus its offset) in what is
+#: reported as the configuration's predicted loss; the rest is the additive point estimate ``Σ a_point`` of the
+#: same configuration. The two err differently (one count on training data against a fitted curve), so a blend
+#: can beat both. Chosen on the development protocol (benchmarks/rlc_accuracy.py ``--tune-point``).
+DEFAULT_POINT_BLEND = 0.0
 #: Smoothed disagreement target (0: off, the plain count): a sample counts with the probability that a
 #: perturbation of ``soft_flip_width ×`` the configuration's rms logit-difference change, centred on the measured
 #: one, flips it. Chosen on the development protocol.
@@ -145,7 +150,8 @@ FIT_CAP_PTS = 10.0
 PULL = 0.05
 #: Settings :meth:`Estimator.refit` accepts.
 _SETTINGS = ("margin", "coverage", "fit_cap_pts", "fit_min_pts", "layer_margin_pts", "verify_blend",
-             "soft_flip_width", "point_coverage", "point_layer_pts", "verified_point_layer_pts", "point_scale")
+             "soft_flip_width", "point_coverage", "point_layer_pts", "verified_point_layer_pts", "point_scale",
+             "point_blend")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -325,6 +331,7 @@ class Estimator:
     point_layer_pts: float = DEFAULT_POINT_LAYER_PTS
     verified_point_layer_pts: float = DEFAULT_VERIFIED_POINT_LAYER_PTS
     point_scale: float = DEFAULT_POINT_SCALE
+    point_blend: float = DEFAULT_POINT_BLEND
     alpha_: float = float("nan")
     alpha_v_: dict = field(default_factory=dict)
     point_v_: dict = field(default_factory=dict)
@@ -365,7 +372,7 @@ class Estimator:
         dense model on ``calib``), so that data-aware spectra are available before ranks are chosen.
         ``settings``: ``fit_cap_pts``, ``fit_min_pts``, ``layer_margin_pts``, ``verify_blend``,
         ``soft_flip_width`` (the bound), ``point_coverage``, ``point_layer_pts``, ``verified_point_layer_pts``,
-        ``point_scale`` (the point estimate); defaults: the module constants.
+        ``point_scale``, ``point_blend`` (the point estimate); defaults: the module constants.
         """
         unknown = sorted(set(settings) - set(_SETTINGS))
         if unknown:
@@ -612,6 +619,7 @@ class Estimator:
             "point_layer_pts": self.point_layer_pts,
             "verified_point_layer_pts": self.verified_point_layer_pts,
             "point_scale": self.point_scale,
+            "point_blend": self.point_blend,
             # the point fit against the calibration targets it was fitted to (no per-layer offset: that one is
             # for unseen data): mean signed and absolute error
             "point_bias_pts": float(np.mean(np.minimum(point_fit[keep], cap) - fit_t)),
@@ -640,14 +648,16 @@ class Estimator:
             f"points (censored at {cap:g}), scaled ×{scale:.3g}, then +{self.margin:.0%} margin{extra} (the "
             f"conservative bound the planner holds to the limit); point estimate (no margin): {pscale}the "
             f"{self.point_coverage:.0%} quantile fit + {self.point_layer_pts:g} points per compressed layer (verified: "
-            f"{pscale}the measurement + {self.verified_point_layer_pts:g} points per compressed layer); "
+            f"{pscale}the measurement + {self.verified_point_layer_pts:g} points per compressed layer"
+            f"{'' if self.point_blend == 1 else f', weight {self.point_blend:g} against the additive estimate'}); "
             f"{n_calib} calibration samples (one sample = {step_pts:.2g} points)"
         )
 
     def refit(self, **settings) -> "Estimator":
         """Fit the mapping again with other settings (``margin``, ``coverage``, ``fit_cap_pts``,
         ``fit_min_pts``, ``layer_margin_pts``, ``verify_blend``, ``soft_flip_width``, ``point_coverage``,
-        ``point_layer_pts``, ``verified_point_layer_pts``, ``point_scale``) on the configurations already measured; no new measurement. Used to choose these settings on a development split (benchmarks/rlc_accuracy.py
+        ``point_layer_pts``, ``verified_point_layer_pts``, ``point_scale``, ``point_blend``) on the configurations
+        already measured; no new measurement. Used to choose these settings on a development split (benchmarks/rlc_accuracy.py
         ``--tune``). Returns self."""
         for k in settings:
             if k not in _SETTINGS:
@@ -734,9 +744,11 @@ class Estimator:
         """The verified point estimate: one whole configuration's top-1 loss on unseen data predicted from a
         measurement of it, without the safety margins.
 
-        ``min(point_scale · m + verified_point_layer_pts · (compressed layers), verified_pts(ranks))`` with ``m`` the
-        same measured (and, with ``verify_blend`` < 1, blended) target as :meth:`verified_pts`. What
-        ``deepx compress`` reports as ``predicted_loss_pts``; the selection holds the bound, not this.
+        ``min(w · (point_scale · m + verified_point_layer_pts · (compressed layers)) + (1 − w) · Σ a_point,
+        verified_pts(ranks))`` with ``m`` the same measured (and, with ``verify_blend`` < 1, blended) target as
+        :meth:`verified_pts`, ``Σ a_point`` the additive point estimate of the same configuration
+        (:meth:`predict_point`) and ``w = point_blend``. What ``deepx compress`` reports as
+        ``predicted_loss_pts``; the selection holds the bound, not this.
 
         Examples
         --------
@@ -746,6 +758,8 @@ class Estimator:
         key = self._verify_key(ranks, "verified_point_pts")
         if key not in self._verified_point:
             point = self.point_scale * self._verified_target(key) + self.verified_point_layer_pts * len(key)
+            if self.point_blend < 1.0:
+                point = self.point_blend * point + (1.0 - self.point_blend) * self.predict_point(dict(key))
             self._verified_point[key] = min(point, self.verified_pts(dict(key)))
         return float(self._verified_point[key])
 
@@ -803,6 +817,8 @@ def _check_settings(est: "Estimator") -> None:
             raise CompressionError(f"{k} {getattr(est, k)!r} is out of range; accepted: >= 0 (points)")
     if not est.point_scale > 0:
         raise CompressionError(f"point_scale {est.point_scale!r} is out of range; accepted: > 0")
+    if not 0 <= est.point_blend <= 1:
+        raise CompressionError(f"point_blend {est.point_blend!r} is out of range; accepted: [0, 1]")
 
 
 def _quantile_fit(x: np.ndarray, t: np.ndarray, tau: float, cap_pts: float) -> tuple[np.ndarray, float]:

@@ -306,7 +306,7 @@ def candidates(
     estimator_options : mapping, optional
         Further estimator settings (``fit_cap_pts``, ``fit_min_pts``, ``layer_margin_pts``, ``verify_blend``,
         ``soft_flip_width``, ``point_coverage``, ``point_layer_pts``, ``verified_point_layer_pts``,
-        ``point_scale``; see :class:`~deepx_opt.graphs.accuracy.Estimator`), default the module's.
+        ``point_scale``, ``point_blend``; see :class:`~deepx_opt.graphs.accuracy.Estimator`), default the module's.
 
     Returns
     -------

@@ -51,12 +51,14 @@ def test_compress_json_and_written_model_runs(files, capsys):
     count = 100 - rep["measured"]["agreement_pct"]
     assert 0 <= smooth and abs(smooth - count) <= 1.0
     # two numbers: the point estimate (reported as the prediction, no margin) and the bound held to the limit
-    from deepx_opt.graphs.accuracy import DEFAULT_POINT_SCALE, DEFAULT_VERIFIED_POINT_LAYER_PTS
+    from deepx_opt.graphs.accuracy import DEFAULT_POINT_BLEND, DEFAULT_POINT_SCALE, DEFAULT_VERIFIED_POINT_LAYER_PTS
 
     assert rep["prediction"] == "verified" and rep["loss_bound_pts"] == rep["verified_loss_pts"]
     assert rep["predicted_loss_pts"] <= rep["loss_bound_pts"] <= 2.0
+    w = DEFAULT_POINT_BLEND  # the measurement against the additive point estimate, capped by the bound
     assert rep["predicted_loss_pts"] == pytest.approx(
-        min(DEFAULT_POINT_SCALE * smooth + DEFAULT_VERIFIED_POINT_LAYER_PTS * n_layers, rep["loss_bound_pts"]))
+        min(w * (DEFAULT_POINT_SCALE * smooth + DEFAULT_VERIFIED_POINT_LAYER_PTS * n_layers)
+            + (1 - w) * rep["sum_a_point_pts"], rep["loss_bound_pts"]))
     assert rep["sum_a_point_pts"] <= rep["sum_a_pts"]
     assert rep["sum_a_pts"] > rep["predicted_loss_pts"]  # Σa carries the quantile and the margins
     for row in rep["layers"]:

@@ -229,7 +229,7 @@ def test_point_estimate_is_the_fit_without_margins_and_below_the_bound(cnn, data
     keys = [(v, r) for v, rs in options.items() for r in rs]
     cfg = {"conv2": 4, "fc1": 8}
     assert est.loss_point_pts("fc1", None) == 0.0
-    est.refit(point_coverage=0.5, point_layer_pts=0.0, verified_point_layer_pts=0.1, point_scale=1.0)
+    est.refit(point_coverage=0.5, point_layer_pts=0.0, verified_point_layer_pts=0.1, point_scale=1.0, point_blend=1.0)
     med = est.fit_["median_sensitivity"]
     for v, r in keys:
         bound = est.loss_pts(v, r)
@@ -256,6 +256,15 @@ def test_point_estimate_is_the_fit_without_margins_and_below_the_bound(cnn, data
     for k in keys:
         assert est.loss_point_pts(*k) == pytest.approx(min(0.5 * med[k[0]] * est.effects_[k].rel_err ** 2 + 0.05, bounds[k]))
     assert est.verified_point_pts(cfg) == pytest.approx(0.5 * m + 2 * 0.2)
+    # the blend weighs the measurement against the additive point estimate; the verified bound caps both
+    for w in (0.0, 0.4):
+        est.refit(point_blend=w)
+        assert est.verified_point_pts(cfg) == pytest.approx(
+            min(w * (0.5 * m + 2 * 0.2) + (1 - w) * est.predict_point(cfg), est.verified_pts(cfg)))
+    with pytest.raises(CompressionError, match=r"point_blend 1\.5.*\[0, 1\]"):
+        est.refit(point_blend=1.5)
+    assert est.point_blend == 0.4  # a refused setting leaves the estimator as it was
+    est.refit(point_blend=1.0)
     def covered() -> float:  # fraction of the fitted configurations the point fit reaches
         lo, cap = est.fit_["fit_min_pts"], est.fit_["fit_cap_pts"]
         hits = []

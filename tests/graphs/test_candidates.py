@@ -205,7 +205,7 @@ def test_point_estimate_fields(cg, mlp):
     verified numbers come in the same two kinds; the selection holds the bounds."""
     from dataclasses import replace
 
-    from deepx_opt.graphs.accuracy import DEFAULT_POINT_LAYER_PTS, DEFAULT_VERIFIED_POINT_LAYER_PTS
+    from deepx_opt.graphs.accuracy import DEFAULT_POINT_BLEND, DEFAULT_POINT_LAYER_PTS, DEFAULT_VERIFIED_POINT_LAYER_PTS
     from deepx_opt.graphs.candidates import LayerOption
 
     est = cg.estimator
@@ -227,13 +227,17 @@ def test_point_estimate_fields(cg, mlp):
         assert cg.verified_loss_point_pts(choice) <= cg.verified_loss_pts(choice) <= limit + 1e-9
         n_layers = sum(r is not None for r in choice.values())
         m = est._target(est.measure(choice))
+        w = est.point_blend
         assert cg.verified_loss_point_pts(choice) == pytest.approx(
-            min(est.point_scale * m + est.verified_point_layer_pts * n_layers, cg.verified_loss_pts(choice)))
+            min(w * (est.point_scale * m + est.verified_point_layer_pts * n_layers)
+                + (1 - w) * cg.predicted_loss_point_pts(choice), cg.verified_loss_pts(choice)))
         # the point settings change what is reported, not what is selected
-        cg.refit(point_layer_pts=0.3, verified_point_layer_pts=0.0)
+        cg.refit(point_layer_pts=0.3, verified_point_layer_pts=0.0, point_blend=0.5)
         assert select_ranks(cg, limit, verify=True) == choice
-        assert cg.verified_loss_point_pts(choice) == pytest.approx(min(m, cg.verified_loss_pts(choice)))
-        cg.refit(point_layer_pts=DEFAULT_POINT_LAYER_PTS, verified_point_layer_pts=DEFAULT_VERIFIED_POINT_LAYER_PTS)
+        assert cg.verified_loss_point_pts(choice) == pytest.approx(
+            min(0.5 * m + 0.5 * cg.predicted_loss_point_pts(choice), cg.verified_loss_pts(choice)))
+        cg.refit(point_layer_pts=DEFAULT_POINT_LAYER_PTS, verified_point_layer_pts=DEFAULT_VERIFIED_POINT_LAYER_PTS,
+                 point_blend=DEFAULT_POINT_BLEND)
     # a LayerOption built without a point estimate has the bound as its point; the bound caps a point above it
     o = cg.option("fc1", cg.options["fc1"][1].rank)
     bare = LayerOption(o.layer, o.rank, o.flops, o.params, o.weight_bytes, o.ops, 1.25)
