@@ -7,6 +7,8 @@ refusals of the "—" cells (exit 1 when a residual exceeds ``--max-residual`` o
 
 from __future__ import annotations
 
+import math
+
 from deepx_opt.cli._common import print_json, print_table
 
 
@@ -85,6 +87,16 @@ def run_show(args) -> int:
                               f"{m.train_mape_:.1f}" if m.n_samples_ else "-", str(m.n_samples_)])
         print_table(["processor", "kind", "family", "c0 us", "GFLOP/s", "GB/s", "fit MAPE %", "samples"], mrows,
                     align="lllrrrrr")
+        trows = []
+        for q in p.processors:
+            for e in (q.lowrank_table or {}).get("entries", []):
+                kind, *dims = e["signature"]
+                trows.append([q.name, f"{kind} {'×'.join(str(d) for d in dims)}",
+                              ", ".join(f"{r}: ×{math.exp(v):.2f}" for r, v in zip(e["ranks"], e["log_ratio"]))])
+        if trows:
+            print("\nlow-rank table: a factor pair of these dense shapes costs its two factors' regression × the "
+                  "in-model ratio, interpolated in ln(rank)")
+            print_table(["processor", "dense shape", "rank: ratio"], trows, align="lll")
     return 0
 
 

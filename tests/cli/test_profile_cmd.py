@@ -53,3 +53,15 @@ def test_profile_errors(capsys, tmp_path):
     bad.write_text(json.dumps({"version": 7, "name": "x", "processors": []}))
     assert main(["profile", "show", str(bad)]) == 2
     assert "version" in capsys.readouterr().err
+
+
+def test_profile_show_lists_the_low_rank_table(tmp_path, capsys):
+    from deepx_opt.cost_models import load_profile, save_profile
+
+    p = load_profile("tegrak1")
+    p.processor("gpu").lowrank_table = {"entries": [{"signature": ["gemm", 1, 256, 128], "ranks": [8, 32],
+                                                     "log_ratio": [0.4, 0.0]}]}
+    save_profile(p, tmp_path / "p.json")
+    assert main(["profile", "show", str(tmp_path / "p.json"), "--models"]) == 0
+    out = capsys.readouterr().out
+    assert "low-rank table" in out and "gemm 1×256×128" in out and "8: ×1.49, 32: ×1.00" in out
