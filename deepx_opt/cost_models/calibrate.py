@@ -843,24 +843,22 @@ def fit_lowrank_table(models: dict[str, dict], blocks: Sequence[BlockSample], bl
     share of the block's time (its latency less the block overhead and the other steps' predictions) to the
     regression of its two factors (:meth:`LatencyModel.predict` with ``local=False``), averaged per dense
     layer shape and rank. ``exclude_models`` as in :func:`fit_latency_models`."""
-    from deepx_opt.cost_models.latency import LowRankTable, lowrank_pairs
+    from deepx_opt.cost_models.latency import LowRankTable, lowrank_pairs, work_predictor
 
     skip = set(exclude_models)
-    fitted = {k: LatencyModel.from_dict(md) for k, md in models.items()}
-
-    def pred(w: OpWork, local: bool = True) -> float | None:
-        k = _model_key(models, w)
-        return None if k is None else float(fitted[k].predict(w, local=local)[0])
-
+    pred = work_predictor(models)
     ratios: dict[tuple, dict[int, list[float]]] = {}
     for b in blocks:
         pairs = lowrank_pairs(b.works) if b.model not in skip else []
         if len(pairs) != 1:
             continue
         i, sig, rank = pairs[0]
-        others = [pred(w) for j, w in enumerate(b.works) if j not in (i, i + 1)]
-        base = [pred(w, local=False) for w in b.works[i:i + 2]]
-        if any(p is None for p in others + base) or sum(base) <= 0:
+        try:
+            others = [pred(w) for j, w in enumerate(b.works) if j not in (i, i + 1)]
+            base = [pred(w, local=False) for w in b.works[i:i + 2]]
+        except CostModelError:  # a step no model costs: the block says nothing about the pair
+            continue
+        if sum(base) <= 0:
             continue
         net = max(b.latency_us - block_overhead_us, 0.05 * b.latency_us)
         pair_us = max(net - sum(others), 0.05 * net)

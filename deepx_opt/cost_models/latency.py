@@ -51,6 +51,7 @@ __all__ = [
     "LowRankTable",
     "predict_works_us",
     "block_latency_us",
+    "work_predictor",
     "context_bytes_of",
     "block_works",
     "model_shapes",
@@ -88,7 +89,7 @@ class OpWork:
     im2col_bytes: float = 0.0  # column buffer of a k×k (or strided/padded) dense conv; 0 otherwise
     variant: str = ""  # finer class of work within the kind (see work_variant); "" = none
     context_bytes: float = 0.0  # working set of the model the op runs in (0: unknown / the op alone)
-    #: shape of the op's matrix product (see :func:`op_dims`): GEMM ``(rows, inputs, outputs)``, dense 2-D conv
+    #: shape of the op's matrix product (see :func:`lowrank_pairs`): GEMM ``(rows, inputs, outputs)``, dense 2-D conv
     #: ``(batch, in channels, out channels, kh, kw, in h, in w, out h, out w)``; ``()`` for other ops
     dims: tuple = ()
 
@@ -872,6 +873,24 @@ def predict_works_us(profile: Any, processor: str, works: Sequence[OpWork]) -> f
     proc = profile.processor(processor)
     return block_latency_us(works, lambda w, local=True: predict_work_us(profile, processor, w, local=local),
                             _lowrank_table_of(proc), float(getattr(proc, "block_overhead_us", 0.0) or 0.0))
+
+
+def work_predictor(latency_models: Mapping[str, dict]) -> Any:
+    """``predict(work, local=True) → µs`` from a processor's serialised latency models (the most specific key
+    first, each model parsed once; ``local=False``: the regression without its local correction). Work without a
+    model raises :class:`~deepx_opt.errors.CostModelError`."""
+    cache: dict[str, LatencyModel] = {}
+
+    def predict(w: OpWork, local: bool = True) -> float:
+        key = next((k for k in model_keys(w) if k in latency_models), None)
+        if key is None:
+            raise CostModelError(f"no latency model for {w.kind!r} work (op {w.op_type!r}); modelled: "
+                                 f"{', '.join(sorted(latency_models))}")
+        if key not in cache:
+            cache[key] = LatencyModel.from_dict(latency_models[key])
+        return float(cache[key].predict(w, local=local)[0])
+
+    return predict
 
 
 def block_latency_us(works: Sequence[OpWork], predict: Any, table: LowRankTable | None = None,

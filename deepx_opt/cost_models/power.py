@@ -588,20 +588,10 @@ def _block_predictor(latency_models: Mapping[str, dict], block_overhead_us: floa
                      lowrank_table: Mapping[str, Any] | None = None) -> Callable[[Sequence[Any]], float]:
     """``works of a block → µs`` from a processor's serialised latency models (most specific key first), its
     block overhead and low-rank table, as :func:`~deepx_opt.cost_models.latency.predict_works_us` predicts."""
-    from deepx_opt.cost_models.latency import LatencyModel, LowRankTable, block_latency_us, model_keys
+    from deepx_opt.cost_models.latency import LowRankTable, block_latency_us, work_predictor
 
-    cache: dict[str, Any] = {}
+    predict = work_predictor(latency_models)
     table = LowRankTable.from_dict(lowrank_table) if lowrank_table else None
-
-    def predict(w, local: bool = True) -> float:
-        key = next((k for k in model_keys(w) if k in latency_models), None)
-        if key is None:
-            raise CostModelError(f"no latency model for {w.kind!r} work (op {w.op_type!r}); modelled: "
-                                 f"{', '.join(sorted(latency_models))}")
-        if key not in cache:
-            cache[key] = LatencyModel.from_dict(latency_models[key])
-        return float(cache[key].predict(w, local=local)[0])
-
     return lambda works: block_latency_us(works, predict, table, block_overhead_us)
 
 
@@ -630,7 +620,8 @@ def calibrate_power(processor: str, backend: Any, description: str, cases: Seque
                     zoo_graphs: Sequence[Any] = (), *, meter: Any = None,
                     run_model: Callable[..., PowerSample | None] | None = None,
                     latency_models: Mapping[str, dict] | None = None, block_overhead_us: float = 0.0,
-                    lowrank_table: Mapping[str, Any] | None = None, window_s: float = 0.5, fractions: Sequence[float | None] = (None, 0.35),
+                    lowrank_table: Mapping[str, Any] | None = None, window_s: float = 0.5,
+                    fractions: Sequence[float | None] = (None, 0.35),
                     progress: Callable | None = None) -> dict | None:
     """Measured power fields of a :class:`~deepx_opt.cost_models.profile.Processor`, or None.
 
