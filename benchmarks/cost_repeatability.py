@@ -4,9 +4,10 @@ A cost model is judged against measurements; a measurement that does not repeat 
 share of blocks any model can predict within ±10 %. This benchmark measures every zoo block — dense and with
 every factorisable layer at 50 % and 25 % of full rank, as ``benchmarks/cost_validation.py`` does — in
 ``--passes`` passes over the models, each pass in a different (shuffled) order, exactly as calibration and
-validation measure them (:func:`deepx_opt.cost_models.calibrate.measure_model_blocks`: the processor primed,
-warm-up runs, the minimum of ``--reps`` timed whole-model runs through the runtime executor, host-synchronised
-blocks unless ``--block-timing auto``). It prints, per processor and kind of block:
+validation measure them (``calibrate._block_latencies``: the processor primed,
+warm-up runs, the minimum of ``--reps`` timed whole-model runs through the runtime executor — and, for a fast
+model, as many more as fit in ``--budget-s`` (default: default-mode calibration's) — host-synchronised blocks
+unless ``--block-timing auto``). It prints, per processor and kind of block:
 
 * ``pairs within ±10 %``: the share of (block, pass a, pass b) pairs whose two measurements agree within
   ±10 % of each other — what a perfect model fitted on one pass would score on another;
@@ -82,16 +83,25 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=DEFAULT_MODELS)
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--reps", type=int, default=7, help="timed whole-model runs per measurement")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="seconds of timed runs per measurement for a fast model (more runs, at most "
+                         "calibrate.MAX_ZOO_REPS; default: default-mode calibration's zoo_budget_s; 0: --reps only; "
+                         "block timing sync only)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--block-timing", default="sync", choices=["sync", "auto"])
     ap.add_argument("--nvidia-icd", action="store_true", help="create the NVIDIA OpenCL ICD file if it is missing")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.budget_s is None:
+        from deepx_opt.cost_models.calibrate import MODES
+
+        args.budget_s = MODES["default"]["zoo_budget_s"]
     if args.nvidia_icd:
         _setup_nvidia_icd()
 
     from deepx_opt import zoo
-    from deepx_opt.cost_models.calibrate import _stat, model_block_works, prime, timing_variants
+    from deepx_opt.cost_models.calibrate import (_block_latencies, _stat, model_block_works, prime,
+                                                 timing_variants)
     from deepx_opt.graphs import load_onnx
     from deepx_opt.runtime.backends import available_backends
     from deepx_opt.runtime.backends.base import canonical_processor_name
@@ -114,13 +124,17 @@ def main(argv=None) -> int:
         for i in order:
             name, var, vg, _ = variants[i]
             for proc in procs:
-                prime(proc)
-                x = {n: rng.standard_normal(t.shape).astype(t.dtype) for n, t in vg.inputs.items()}
-                _, rep = execute_graph(vg, {v: proc for v in vg.layers()}, x, repeat=args.reps, warmup=args.warmup,
-                                       block_timing=args.block_timing, measure_energy=False)
-                for v, b in rep.blocks.items():
+                if args.block_timing == "sync":  # exactly as calibration and validation
+                    lats = _block_latencies(proc, vg, args.warmup, args.reps, rng, args.budget_s)
+                else:
+                    prime(proc)
+                    x = {n: rng.standard_normal(t.shape).astype(t.dtype) for n, t in vg.inputs.items()}
+                    _, rep = execute_graph(vg, {v: proc for v in vg.layers()}, x, repeat=args.reps,
+                                           warmup=args.warmup, block_timing=args.block_timing, measure_energy=False)
+                    lats = {v: b.latencies_us for v, b in rep.blocks.items()}
+                for v, ts in lats.items():
                     if (name, var, v) in kinds:
-                        meas.setdefault((proc, name, var, v), []).append(_stat(b.latencies_us, "min"))
+                        meas.setdefault((proc, name, var, v), []).append(_stat(ts, "min"))
         print(f"pass {p + 1}/{args.passes} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     summary, per_model = [], []
     for proc in procs:
@@ -140,7 +154,7 @@ def main(argv=None) -> int:
             per_model.append({"processor": proc, "model": g.name, "blocks": n, "pairs_within_pct": share,
                               "median_spread_pct": spread})
     print(f"\nrepeatability on {platform.node()} ({os.cpu_count()} cores), {args.passes} passes in shuffled order, "
-          f"min of {args.reps} runs each, block timing {args.block_timing}, "
+          f"min of {args.reps} runs each (more within {args.budget_s} s), block timing {args.block_timing}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     print(_table(["processor", "blocks of", "n", "pairs within ±10%", "median spread %", "halves within ±10%"],
                  [[s["processor"], s["blocks_of"], s["blocks"], f"{s['pairs_within_pct']:.0f}%",
@@ -153,6 +167,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "cost_repeatability.json").write_text(json.dumps({
         "machine": {"node": platform.node(), "cores": os.cpu_count()}, "passes": args.passes, "reps": args.reps,
+        "budget_s": args.budget_s,
         "block_timing": args.block_timing, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "summary": summary, "per_model": per_model,
         "measurements": [{"processor": k[0], "model": k[1], "variant": k[2], "layer": k[3], "kind": kinds[k[1:]],

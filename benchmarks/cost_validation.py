@@ -260,6 +260,9 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=DEFAULT_MODELS, help="zoo models (default: %(default)s)")
     ap.add_argument("--reps", type=int, default=3, help="timed whole-model runs per variant and pass")
     ap.add_argument("--passes", type=int, default=3, help="passes over all variants, each in a new order")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="seconds of timed runs per variant and pass for a fast model (more runs, at most "
+                         "calibrate.MAX_ZOO_REPS; default: the calibration mode's zoo_budget_s)")
     ap.add_argument("--no-lomo", action="store_true", help="skip the leave-one-model-out refits")
     ap.add_argument("--nvidia-icd", action="store_true", help="create the NVIDIA OpenCL ICD file if it is missing")
     ap.add_argument("--no-progress", action="store_true")
@@ -274,7 +277,7 @@ def main(argv=None) -> int:
         _setup_nvidia_icd()
 
     from deepx_opt.cost_models import load_profile, save_profile
-    from deepx_opt.cost_models.calibrate import (CEILING_HEADERS, ValidationRow, calibrate, ceiling_table,
+    from deepx_opt.cost_models.calibrate import (CEILING_HEADERS, MODES, ValidationRow, calibrate, ceiling_table,
                                                  leave_one_model_out, machine_key, summarize_validation, validate,
                                                  validation_ceiling)
 
@@ -294,7 +297,8 @@ def main(argv=None) -> int:
 
     graphs = [load_onnx(zoo.build(m)) for m in models]
     t1 = time.perf_counter()
-    rows = validate(prof, graphs, processors=procs, reps=args.reps, passes=args.passes,
+    budget_s = MODES[args.mode]["zoo_budget_s"] if args.budget_s is None else args.budget_s
+    rows = validate(prof, graphs, processors=procs, reps=args.reps, passes=args.passes, budget_s=budget_s,
                     progress=not args.no_progress)
     t_val = time.perf_counter() - t1
     summ = summarize_validation(rows)

@@ -7,8 +7,10 @@ import pytest
 
 from deepx_opt.cost_models import LatencyModel, OpWork, load_profile, predict_work_us, save_profile
 from deepx_opt.cost_models.calibrate import (
+    MAX_ZOO_REPS,
     BlockSample,
     ValidationRow,
+    _block_latencies,
     Sample,
     _round_robin,
     fit_latency_models,
@@ -202,6 +204,22 @@ def test_blas_threading_threshold_measured_and_used_by_the_gemv_fit():
     truth = 2 + 4 * 2 ** 18.25 / 1024
     assert LatencyModel.from_dict(split).predict(x)[0] == pytest.approx(truth, rel=0.1)
     assert abs(LatencyModel.from_dict(plain).predict(x)[0] / truth - 1) > 0.2
+
+
+def test_fast_models_get_more_timed_runs_within_the_budget():
+    from deepx_opt import zoo
+    from deepx_opt.graphs import load_onnx
+
+    g = load_onnx(zoo.build("digits_mlp"))  # a run of a few tens of µs
+    plain = _block_latencies("cpu", g, 1, 3, None)
+    assert set(plain) == set(g.layers()) and all(len(ts) == 3 for ts in plain.values())
+    tiny = _block_latencies("cpu", g, 1, 3, None, budget_s=1e-6)  # less than one run: the reps alone
+    assert all(len(ts) == 3 for ts in tiny.values())
+    capped = _block_latencies("cpu", g, 1, 3, None, budget_s=10.0)
+    assert all(len(ts) == MAX_ZOO_REPS for ts in capped.values())
+    some = _block_latencies("cpu", g, 1, 3, None, budget_s=0.002)  # 2 ms: more runs, fewer than the cap
+    n = {len(ts) for ts in some.values()}
+    assert len(n) == 1 and 3 < n.pop() < MAX_ZOO_REPS
 
 
 def test_round_robin_times_every_call():
