@@ -5,15 +5,15 @@ share of blocks any model can predict within ±10 %. This benchmark measures eve
 every factorisable layer at 50 % and 25 % of full rank, as ``benchmarks/cost_validation.py`` does — in
 ``--passes`` passes over the models, each pass in a different (shuffled) order, exactly as calibration and
 validation measure them (``calibrate._block_latencies``: the processor primed,
-warm-up runs, the minimum of ``--reps`` timed whole-model runs through the runtime executor — and, for a fast
+warm-up runs, the median (``--stat``) of ``--reps`` timed whole-model runs through the runtime executor — and, for a fast
 model, as many more as fit in ``--budget-s`` (default: default-mode calibration's) — host-synchronised blocks
 unless ``--block-timing auto``). It prints, per processor and kind of block:
 
 * ``pairs within ±10 %``: the share of (block, pass a, pass b) pairs whose two measurements agree within
   ±10 % of each other — what a perfect model fitted on one pass would score on another;
 * ``median spread %``: the median over blocks of (max − min) / min across passes;
-* ``halves within ±10 %`` (with 2k passes): the minimum over the first k passes against the minimum over the
-  last k — how well a calibration that times k passes (as ``deepx calibrate`` does, k = 3) agrees with a
+* ``halves within ±10 %`` (with 2k passes): the statistic over the runs of the first k passes against the
+  same over the last k — how well a calibration that times k passes (as ``deepx calibrate`` does, k = 3) agrees with a
   validation that times k more: the ceiling of the validation's "within ±10 %" on the blocks it has seen;
 * per model, to show where the noise is.
 
@@ -62,15 +62,19 @@ def agreement(values_by_block: dict, tol_pct: float = 10.0) -> tuple[float, floa
     return share, float(np.median(spreads)) if spreads else float("nan"), len(spreads)
 
 
-def halves(values_by_block: dict, tol_pct: float = 10.0) -> tuple[float, int]:
-    """(share of blocks whose min over the first half of the passes is within ±tol % of the min over the
-    second half, blocks) — for an even number of passes ≥ 2."""
+def halves(runs_by_block: dict, stat: str, tol_pct: float = 10.0) -> tuple[float, int]:
+    """(share of blocks whose ``stat`` over the runs of the first half of the passes is within ±tol % of the
+    same over the second half, blocks) — for an even number of passes ≥ 2. ``runs_by_block``: block → one list
+    of run latencies per pass."""
+    from deepx_opt.cost_models.calibrate import _stat
+
     ok = n = 0
-    for vals in values_by_block.values():
-        k = len(vals) // 2
+    for passes in runs_by_block.values():
+        k = len(passes) // 2
         if k < 1:
             continue
-        a, b = min(vals[:k]), min(vals[k:2 * k])
+        a = _stat([t for p in passes[:k] for t in p], stat)
+        b = _stat([t for p in passes[k:2 * k] for t in p], stat)
         n += 1
         ok += abs(b - a) / a * 100 <= tol_pct
     return (ok / n * 100 if n else float("nan")), n
@@ -83,6 +87,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=DEFAULT_MODELS)
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--reps", type=int, default=7, help="timed whole-model runs per measurement")
+    ap.add_argument("--stat", default=None, choices=["min", "median"],
+                    help="statistic of each measurement's runs (default: calibrate.TIMING_STAT)")
     ap.add_argument("--budget-s", type=float, default=None,
                     help="seconds of timed runs per measurement for a fast model (more runs, at most "
                          "calibrate.MAX_ZOO_REPS; default: default-mode calibration's zoo_budget_s; 0: --reps only; "
@@ -96,6 +102,10 @@ def main(argv=None) -> int:
         from deepx_opt.cost_models.calibrate import MODES
 
         args.budget_s = MODES["default"]["zoo_budget_s"]
+    if args.stat is None:
+        from deepx_opt.cost_models.calibrate import TIMING_STAT
+
+        args.stat = TIMING_STAT
     if args.nvidia_icd:
         _setup_nvidia_icd()
 
@@ -117,7 +127,8 @@ def main(argv=None) -> int:
         works = model_block_works(vg)
         for v in layers:
             kinds[(name, var, v)] = works[v][0].kind if works[v] else "?"
-    meas: dict[tuple, list[float]] = {}
+    meas: dict[tuple, list[float]] = {}  # block → its statistic per pass
+    runs: dict[tuple, list[list[float]]] = {}  # block → its runs per pass
     t0 = time.perf_counter()
     for p in range(args.passes):
         order = rng.permutation(len(variants))
@@ -134,7 +145,8 @@ def main(argv=None) -> int:
                     lats = {v: b.latencies_us for v, b in rep.blocks.items()}
                 for v, ts in lats.items():
                     if (name, var, v) in kinds:
-                        meas.setdefault((proc, name, var, v), []).append(_stat(ts, "min"))
+                        meas.setdefault((proc, name, var, v), []).append(_stat(ts, args.stat))
+                        runs.setdefault((proc, name, var, v), []).append(list(ts))
         print(f"pass {p + 1}/{args.passes} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     summary, per_model = [], []
     for proc in procs:
@@ -145,7 +157,7 @@ def main(argv=None) -> int:
                           [(f"kind {kd}", {k: v for k, v in mine.items() if kinds[k[1:]] == kd})
                            for kd in sorted(set(kinds.values()))]:
             share, spread, n = agreement(sel)
-            half, _ = halves(sel) if args.passes >= 2 else (float("nan"), 0)
+            half, _ = halves({k: runs[k] for k in sel}, args.stat) if args.passes >= 2 else (float("nan"), 0)
             if n:
                 summary.append({"processor": proc, "blocks_of": label, "blocks": n, "pairs_within_pct": share,
                                 "median_spread_pct": spread, "halves_within_pct": half})
@@ -154,7 +166,7 @@ def main(argv=None) -> int:
             per_model.append({"processor": proc, "model": g.name, "blocks": n, "pairs_within_pct": share,
                               "median_spread_pct": spread})
     print(f"\nrepeatability on {platform.node()} ({os.cpu_count()} cores), {args.passes} passes in shuffled order, "
-          f"min of {args.reps} runs each (more within {args.budget_s} s), block timing {args.block_timing}, "
+          f"{args.stat} of {args.reps} runs each (more within {args.budget_s} s), block timing {args.block_timing}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     print(_table(["processor", "blocks of", "n", "pairs within ±10%", "median spread %", "halves within ±10%"],
                  [[s["processor"], s["blocks_of"], s["blocks"], f"{s['pairs_within_pct']:.0f}%",
@@ -166,7 +178,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cost_repeatability.json").write_text(json.dumps({
-        "machine": {"node": platform.node(), "cores": os.cpu_count()}, "passes": args.passes, "reps": args.reps,
+        "machine": {"node": platform.node(), "cores": os.cpu_count()}, "passes": args.passes, "reps": args.reps, "stat": args.stat,
         "budget_s": args.budget_s,
         "block_timing": args.block_timing, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "summary": summary, "per_model": per_model,

@@ -514,7 +514,7 @@ def measure_model_run(processor: str, graph: Any, *, window_s: float = 0.5, reps
     power model turns *predicted* latencies into the energy of back-to-back runs: ``predict_block_us(works)``
     per block when a predictor is given (block overhead included), else the blocks' latencies measured the way
     calibration measures them for the latency fit (:func:`~deepx_opt.cost_models.calibrate.
-    measure_model_blocks`: after priming the processor, minimum of the runs). (The runs inside the NVML
+    measure_model_blocks`: after priming the processor, ``TIMING_STAT`` of the runs). (The runs inside the NVML
     window are slower than that on a GPU that light work leaves at low clocks; the fit absorbs the
     difference.)"""
     from deepx_opt.cost_models.calibrate import model_block_works
@@ -539,8 +539,9 @@ def measure_model_run(processor: str, graph: Any, *, window_s: float = 0.5, reps
 def primed_block_us(processor: str, graph: Any, *, warmup: int = 2, reps: int = 5) -> dict[str, float]:
     """Every block's latency (µs) measured as calibration measures the latency model's in-model samples
     (:func:`~deepx_opt.cost_models.calibrate.measure_model_blocks`: after :func:`~deepx_opt.cost_models.
-    calibrate.prime`, host-synchronised blocks, minimum of ``reps`` runs, no NVML reading)."""
-    from deepx_opt.cost_models.calibrate import prime
+    calibrate.prime`, host-synchronised blocks, :data:`~deepx_opt.cost_models.calibrate.TIMING_STAT` of ``reps``
+    runs, no NVML reading)."""
+    from deepx_opt.cost_models.calibrate import _stat, prime
     from deepx_opt.runtime.executor import execute_graph
 
     prime(processor)
@@ -548,7 +549,7 @@ def primed_block_us(processor: str, graph: Any, *, warmup: int = 2, reps: int = 
     x = {n: rng.standard_normal(i.shape).astype(i.dtype) for n, i in graph.inputs.items()}
     _, rep = execute_graph(graph, {v: processor for v in graph.layers()}, x, repeat=reps, warmup=warmup,
                            block_timing="sync", measure_energy=False)
-    return {v: float(min(b.latencies_us)) for v, b in rep.blocks.items()}
+    return {v: _stat(b.latencies_us) for v, b in rep.blocks.items()}
 
 
 def refit_power_model(profile: Any, processor: str) -> dict:

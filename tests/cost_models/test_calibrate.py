@@ -137,7 +137,7 @@ def test_validate_measures_and_predicts_every_block(cpu_profile):
     assert [r.layer for r in dense] == ["fc1", "fc2", "fc3", "prob"]
     assert {r.layer for r in low} == {"fc1", "fc2", "fc3"}
     assert all(r.measured_us > 0 and r.predicted_us > 0 for r in rows)
-    assert all(r.measured_median_us >= r.measured_us for r in rows)  # measured_us is the minimum of the runs
+    assert all(r.measured_min_us <= r.measured_us == r.measured_median_us for r in rows)  # the median of the runs
     # the executor's steps: a dense fc is one (fused) GEMV of a weight stored outputs × inputs (transB=1), a
     # factorised one two GEMVs of weights stored inputs × outputs
     assert [w.variant for w in dense[0].works] == ["gemv_t"]
