@@ -507,7 +507,7 @@ def prime(processor: str, seconds: float = PRIME_S) -> None:
 #: timed in 6 passes of 3 runs agree pass to pass within ±10 % for 77 % (numpy) / 61 % (PoCL) of blocks, in
 #: 6 passes of 30 runs 97 % / 79 %, of 100 runs 98 % / 92 % (``benchmarks/cost_repeatability.py``), for about
 #: the same time: a small model's run costs less than the priming before it. Default mode's budget, 0.1 s,
-#: gives AlexNet's variants 3 runs per pass on this machine and costs 8 s of calibration over 0.03 s (numpy
+#: gives svhn's variants 100 runs per pass instead of about 30 on this machine (AlexNet's: 3–6) and costs 8 s of calibration over 0.03 s (numpy
 #: 87/92 % of blocks within ±10 % in two fresh runs, against 81–86 % in three at 0.03 s; PoCL 98–100 % both).
 MAX_ZOO_REPS = 100
 
