@@ -304,6 +304,8 @@ def main(argv=None) -> int:
     t_val = time.perf_counter() - t1
     summ = summarize_validation(rows)
     ceiling = validation_ceiling(prof, rows)
+    cal_procs = (prof.meta.get("calibration") or {}).get("processors") or {}
+    repeat = [c for c in (cal_procs.get(p.name, {}).get("repeat_check") for p in prof.processors) if c]
     kinds = _per_kind(rows)
     # the same predictions against the other statistic of the same runs (minimum or median)
     other = "min" if TIMING_STAT == "median" else "median"
@@ -373,6 +375,9 @@ def main(argv=None) -> int:
         print("\nrepeatability ceiling: the dense blocks as calibration timed them vs as validation timed them again "
               "(drift: validation / calibration, median)")
         print(_table(CEILING_HEADERS, ceiling_table(ceiling)))
+    if repeat:
+        print("\ncalibration's own repeat check: the dense blocks timed once more right after its passes")
+        print(_table(CEILING_HEADERS, ceiling_table(repeat)))
     if summ_lomo:
         print("\nleave-one-model-out: each model predicted by models refitted without its own blocks")
         print(_table(_SUMMARY_HEAD, _summary_rows(summ_lomo)))
@@ -395,7 +400,7 @@ def main(argv=None) -> int:
         "machine": {"node": platform.node(), "processor": platform.processor(), "cores": os.cpu_count(),
                     "key": machine_key()},
         "mode": args.mode, "profile": args.profile, "models": models, "calibration_s": t_cal,
-        "validation_s": t_val, "summary": summ, "ceiling": ceiling, "summary_lomo": summ_lomo,
+        "validation_s": t_val, "summary": summ, "ceiling": ceiling, "repeat_check": repeat, "summary_lomo": summ_lomo,
         "timing_stat": TIMING_STAT, f"summary_vs_{other}": summ_other,
         "per_kind": kinds, "per_kind_lomo": kinds_lomo, "energy": energy, "energy_passes": energy_passes, "energy_s": t_energy,
         "power_model_refit": ({p.name: alt.processor(p.name).power_model for p in nvidia} if alt else None),

@@ -58,6 +58,25 @@ def _parse_powers(specs) -> dict[str, tuple[float, float]]:
     return out
 
 
+def repeat_check_lines(prof) -> list[str]:
+    """One line per calibrated processor with its repeat check (``meta.calibration.processors.<p>.repeat_check``),
+    and a warning for one whose dense blocks did not repeat."""
+    from deepx_opt.cost_models.calibrate import REPEAT_WARN_PCT
+
+    lines = []
+    for name, info in prof.meta.get("calibration", {}).get("processors", {}).items():
+        c = info.get("repeat_check")
+        if not c:
+            continue
+        lines.append(f"repeat check {name}: {c['within_pct']:.0f}% of {c['blocks']} dense zoo blocks within ±10% of "
+                     f"their calibrated time when timed again (drift {c['drift']:.2f})")
+        if c["within_pct"] < REPEAT_WARN_PCT:
+            lines.append(f"warning: the calibration of {name} did not repeat (under {REPEAT_WARN_PCT:.0f}%): the "
+                         "machine was busy or changing state, and predictions for it will be no better than that; "
+                         "calibrate again when it is quiet")
+    return lines
+
+
 def run(args) -> int:
     from deepx_opt.cli._common import check_output_path, print_table
     from deepx_opt.cost_models import save_profile
@@ -89,6 +108,8 @@ def run(args) -> int:
                 align="lllrrrlr")
     for lk in prof.links:
         print(f"link {lk.src} <-> {lk.dst}: {lk.bandwidth_bytes_per_s / 1e9:.2f} GB/s, {lk.latency_us:.1f} us")
+    for line in repeat_check_lines(prof):
+        print(line)
     if args.validate:
         models = [m.strip() for m in args.validate_models.split(",") if m.strip()]
         vrows = validate(prof, models, processors=procs, progress=not args.no_progress)
@@ -96,7 +117,8 @@ def run(args) -> int:
                   f"{s['median_abs_err_pct']:.1f}", f"{s['measured_total_ms']:.2f}", f"{s['predicted_total_ms']:.2f}"]
                  for s in summarize_validation(vrows)]
         print()
-        print(f"validation on {', '.join(models)}: every block measured (minimum of 7 runs) vs predicted", file=sys.stdout)
+        print(f"validation on {', '.join(models)}: every block measured (median of its timed runs, as calibrated) "
+              "vs predicted", file=sys.stdout)
         print_table(["processor", "blocks of", "n", "within ±10%", "MAPE %", "median |err| %", "measured ms",
                      "predicted ms"], table, align="llrrrrrr")
         ceiling = validation_ceiling(prof, vrows)

@@ -62,7 +62,7 @@ from deepx_opt.errors import CostModelError, ProfileError
 
 __all__ = ["MODES", "Sample", "BlockSample", "op_grid", "benchmark_ops", "calibrate", "validate", "ValidationRow",
            "fit_latency_models", "fit_lowrank_table", "fit_data", "leave_one_model_out", "repredict", "timing_variant",
-           "measure_model_blocks", "model_block_works", "timing_variants", "summarize_validation", "host_profile", "machine_key",
+           "measure_model_blocks", "model_block_works", "repeat_check", "timing_variants", "summarize_validation", "host_profile", "machine_key",
            "cache_dir", "DEFAULT_POWER_W"]
 
 #: Settings per mode: warm-up runs, timed runs, grid size, zoo models run whole by the executor (their blocks
@@ -1032,6 +1032,8 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
         parallel_flops = blas_parallel_flops(be)
         blocks = _zoo_block_samples(pname, zoo_graphs, cfg["fractions"], cfg["warmup"], cfg["zoo_reps"], prog,
                                     f"{pname} zoo", cfg["zoo_passes"], cfg["zoo_budget_s"]) if zoo_graphs else []
+        check = repeat_check(pname, zoo_graphs, blocks, cfg["warmup"], cfg["zoo_reps"], cfg["zoo_budget_s"]) \
+            if zoo_graphs else None
         models = fit_latency_models(samples, blocks, overhead_us, parallel_flops=parallel_flops)
         table = fit_lowrank_table(models, blocks, overhead_us)
         active, idle = (powers or {}).get(pname, DEFAULT_POWER_W.get(kind, DEFAULT_POWER_W["cpu"]))
@@ -1047,6 +1049,7 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
             "device": desc, "samples": len(samples) + len(blocks), "seconds": round(time.perf_counter() - t0, 1),
             "block_overhead_us": round(overhead_us, 3), "blas_parallel_flops": parallel_flops,
             "zoo_models": [g.name for g in zoo_graphs], "zoo_rank_fractions": list(cfg["fractions"]),
+            "repeat_check": check,
             "samples_table": [[s.work.kind, s.work.op_type, s.work.flops, s.work.bytes, round(s.latency_us, 2),
                                s.source] for s in samples]
                              + [[w.kind, w.op_type, w.flops, w.bytes, round(b.latency_us, 2), b.source]
@@ -1195,6 +1198,45 @@ def leave_one_model_out(profile: DeviceProfile, rows: Sequence[ValidationRow]) -
     return out
 
 
+def _agreement(ratios: Sequence[float], tolerance_pct: float = 10.0) -> dict:
+    """Share of ratios (re-measured / calibrated) within ±tolerance of 1, their median (the drift) and the share
+    once the drift is divided out."""
+    rat = np.asarray(ratios, dtype=float)
+    drift = float(np.median(rat))
+    tol = tolerance_pct / 100.0
+    return {"blocks": int(rat.size), "within_pct": float(np.mean(np.abs(rat - 1.0) <= tol) * 100.0), "drift": drift,
+            "within_after_drift_pct": float(np.mean(np.abs(rat / drift - 1.0) <= tol) * 100.0)}
+
+
+#: Below this share of dense blocks within ±10 % of their calibrated time on a second timing, a calibration is
+#: reported as not repeating (:func:`repeat_check`).
+REPEAT_WARN_PCT = 80.0
+
+
+def repeat_check(processor: str, graphs: Sequence[Any], blocks: Sequence[BlockSample], warmup: int, reps: int,
+                 budget_s: float = 0.0, tolerance_pct: float = 10.0) -> dict | None:
+    """Time the dense zoo models once more, right after the calibration's passes, and compare every block with
+    its calibrated sample: the share within ±``tolerance_pct`` (``within_pct``), the median ratio (``drift``)
+    and the share with the drift divided out. A calibration taken while the machine was busy or changing
+    state does not repeat, and no model fitted on it predicts better than it repeats: validation's ceiling
+    (:func:`validation_ceiling`) measures the same minutes later, this check without a validation run. One
+    pass, as timed by calibration (warm-up, ``reps`` runs and the run budget); None without dense samples."""
+    cal = {(b.model, b.layer): b.latency_us for b in blocks if b.variant == "dense" and b.latency_us > 0}
+    ratios: list[float] = []
+    rng = np.random.default_rng(3)
+    for i in rng.permutation(len(graphs)):
+        g = graphs[i]
+        if not any(m == g.name for m, _ in cal):
+            continue
+        for v, ts in _block_latencies(processor, g, warmup, reps, rng, budget_s).items():
+            t = cal.get((g.name, v))
+            if t:
+                ratios.append(_stat(ts) / t)
+    if not ratios:
+        return None
+    return {"processor": processor, **_agreement(ratios, tolerance_pct)}
+
+
 def validation_ceiling(profile: DeviceProfile, rows: Iterable[ValidationRow], tolerance_pct: float = 10.0) -> list[dict]:
     """How far validation could agree with *any* model fitted on this calibration: per processor, the dense zoo
     blocks that calibration timed in-model (``fit_data``) and validation timed again, measured against
@@ -1214,15 +1256,7 @@ def validation_ceiling(profile: DeviceProfile, rows: Iterable[ValidationRow], to
         t = cal_of[r.processor].get((r.model, r.layer))
         if t and t > 0:
             by_proc.setdefault(r.processor, []).append(r.measured_us / t)
-    out = []
-    for p, ratios in sorted(by_proc.items()):
-        rat = np.asarray(ratios)
-        drift = float(np.median(rat))
-        tol = tolerance_pct / 100.0
-        out.append({"processor": p, "blocks": int(rat.size),
-                    "within_pct": float(np.mean(np.abs(rat - 1.0) <= tol) * 100.0), "drift": drift,
-                    "within_after_drift_pct": float(np.mean(np.abs(rat / drift - 1.0) <= tol) * 100.0)})
-    return out
+    return [{"processor": p, **_agreement(ratios, tolerance_pct)} for p, ratios in sorted(by_proc.items())]
 
 
 #: Column headers of :func:`ceiling_table`.

@@ -11,7 +11,7 @@ def test_calibrate_quick_writes_refuses_and_forces(tmp_path, capsys):
     assert main(["calibrate", "--processors", "cpu", "--quick", "--no-progress", "--power", "cpu=20,4",
                  "-o", str(out)]) == 0
     text = capsys.readouterr().out
-    assert f"wrote {out}" in text and "fit MAPE" in text
+    assert f"wrote {out}" in text and "fit MAPE" in text and "repeat check cpu: " in text
     p = load_profile(out)
     assert p.processor("cpu").active_power_w == 20 and p.processor("cpu").idle_power_w == 4
     assert p.meta["calibration"]["mode"] == "quick"

@@ -206,6 +206,26 @@ def test_blas_threading_threshold_measured_and_used_by_the_gemv_fit():
     assert abs(LatencyModel.from_dict(plain).predict(x)[0] / truth - 1) > 0.2
 
 
+def test_calibration_times_its_dense_blocks_again_and_says_how_well_they_repeat(cpu_profile):
+    import copy
+
+    from deepx_opt.cli.calibrate_cmd import repeat_check_lines
+
+    info = cpu_profile.meta["calibration"]["processors"]["cpu"]
+    check = info["repeat_check"]
+    dense = [b for b in info["fit_data"]["blocks"] if b[2] == "dense"]
+    assert check["processor"] == "cpu" and check["blocks"] == len(dense) > 0
+    assert 0 <= check["within_pct"] <= 100 and 0 <= check["within_after_drift_pct"] <= 100 and check["drift"] > 0
+    lines = repeat_check_lines(cpu_profile)
+    assert lines[0].startswith(f"repeat check cpu: {check['within_pct']:.0f}% of {len(dense)} dense zoo blocks")
+    busy = copy.deepcopy(cpu_profile)
+    busy.meta["calibration"]["processors"]["cpu"]["repeat_check"]["within_pct"] = 40.0
+    assert any(ln.startswith("warning: the calibration of cpu did not repeat") for ln in repeat_check_lines(busy))
+    calm = copy.deepcopy(cpu_profile)
+    calm.meta["calibration"]["processors"]["cpu"]["repeat_check"]["within_pct"] = 95.0
+    assert not any(ln.startswith("warning") for ln in repeat_check_lines(calm))
+
+
 def test_fast_models_get_more_timed_runs_within_the_budget():
     from deepx_opt import zoo
     from deepx_opt.graphs import load_onnx
