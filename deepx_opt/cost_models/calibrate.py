@@ -1222,11 +1222,12 @@ def repeat_check(processor: str, graphs: Sequence[Any], blocks: Sequence[BlockSa
     (:func:`validation_ceiling`) measures the same minutes later, this check without a validation run. One
     pass, as timed by calibration (warm-up, ``reps`` runs and the run budget); None without dense samples."""
     cal = {(b.model, b.layer): b.latency_us for b in blocks if b.variant == "dense" and b.latency_us > 0}
+    timed = {m for m, _ in cal}
     ratios: list[float] = []
     rng = np.random.default_rng(3)
     for i in rng.permutation(len(graphs)):
         g = graphs[i]
-        if not any(m == g.name for m, _ in cal):
+        if g.name not in timed:
             continue
         for v, ts in _block_latencies(processor, g, warmup, reps, rng, budget_s).items():
             t = cal.get((g.name, v))
