@@ -72,6 +72,12 @@ def run_show(args) -> int:
                   f"{lk.latency_us:,.0f}", f"{lk.energy_per_byte_uj * 1000:.4g}", f"{lk.power_w:.3g}",
                   "wireless" if lk.wireless else "wired"] for lk in p.links]
         print_table(["link", "MB/s", "latency us", "nJ/byte", "wait W", "type"], lrows, align="lrrrrl")
+    from deepx_opt.cli.calibrate_cmd import repeat_check_lines
+
+    checks = repeat_check_lines(p)
+    if checks:
+        print()
+        print("\n".join(checks))
     if args.models:
         from deepx_opt.cost_models import LatencyModel
 

@@ -65,3 +65,18 @@ def test_profile_show_lists_the_low_rank_table(tmp_path, capsys):
     assert main(["profile", "show", str(tmp_path / "p.json"), "--models"]) == 0
     out = capsys.readouterr().out
     assert "low-rank table" in out and "gemm 1×256×128" in out and "8: ×1.49, 32: ×1.00" in out
+
+
+def test_profile_show_prints_the_calibration_repeat_check(tmp_path, capsys):
+    from deepx_opt.cost_models import load_profile, save_profile
+
+    p = load_profile("tegrak1")
+    p.meta["calibration"] = {"processors": {"gpu": {"repeat_check": {
+        "processor": "gpu", "blocks": 39, "within_pct": 51.0, "drift": 1.08, "within_after_drift_pct": 70.0}}}}
+    save_profile(p, tmp_path / "p.json")
+    assert main(["profile", "show", str(tmp_path / "p.json")]) == 0
+    out = capsys.readouterr().out
+    assert "repeat check gpu: 51% of 39 dense zoo blocks within ±10%" in out and "(drift 1.08)" in out
+    assert "warning: the calibration of gpu did not repeat" in out
+    assert main(["profile", "show", "tegrak1"]) == 0  # a built-in profile has no calibration: no such line
+    assert "repeat check" not in capsys.readouterr().out
