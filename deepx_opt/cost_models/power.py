@@ -541,15 +541,9 @@ def primed_block_us(processor: str, graph: Any, *, warmup: int = 2, reps: int = 
     (:func:`~deepx_opt.cost_models.calibrate.measure_model_blocks`: after :func:`~deepx_opt.cost_models.
     calibrate.prime`, host-synchronised blocks, :data:`~deepx_opt.cost_models.calibrate.TIMING_STAT` of ``reps``
     runs, no NVML reading)."""
-    from deepx_opt.cost_models.calibrate import _stat, prime
-    from deepx_opt.runtime.executor import execute_graph
+    from deepx_opt.cost_models.calibrate import measure_model_blocks
 
-    prime(processor)
-    rng = np.random.default_rng(0)
-    x = {n: rng.standard_normal(i.shape).astype(i.dtype) for n, i in graph.inputs.items()}
-    _, rep = execute_graph(graph, {v: processor for v in graph.layers()}, x, repeat=reps, warmup=warmup,
-                           block_timing="sync", measure_energy=False)
-    return {v: _stat(b.latencies_us) for v, b in rep.blocks.items()}
+    return measure_model_blocks(processor, graph, warmup=warmup, reps=reps)
 
 
 def refit_power_model(profile: Any, processor: str) -> dict:
