@@ -260,7 +260,8 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default=None, help="validate this profile instead of calibrating")
     ap.add_argument("--models", default=DEFAULT_MODELS, help="zoo models (default: %(default)s)")
     ap.add_argument("--reps", type=int, default=3, help="timed whole-model runs per variant and pass")
-    ap.add_argument("--passes", type=int, default=3, help="passes over all variants, each in a new order")
+    ap.add_argument("--passes", type=int, default=None,
+                    help="passes over all variants, each in a new order (default: the calibration mode's zoo_passes)")
     ap.add_argument("--budget-s", type=float, default=None,
                     help="seconds of timed runs per variant and pass for a fast model (more runs, at most "
                          "calibrate.MAX_ZOO_REPS; default: the calibration mode's zoo_budget_s)")
@@ -299,7 +300,8 @@ def main(argv=None) -> int:
     graphs = [load_onnx(zoo.build(m)) for m in models]
     t1 = time.perf_counter()
     budget_s = MODES[args.mode]["zoo_budget_s"] if args.budget_s is None else args.budget_s
-    rows = validate(prof, graphs, processors=procs, reps=args.reps, passes=args.passes, budget_s=budget_s,
+    passes = MODES[args.mode]["zoo_passes"] if args.passes is None else args.passes
+    rows = validate(prof, graphs, processors=procs, reps=args.reps, passes=passes, budget_s=budget_s,
                     progress=not args.no_progress)
     t_val = time.perf_counter() - t1
     summ = summarize_validation(rows)

@@ -80,7 +80,7 @@ def repeat_check_lines(prof) -> list[str]:
 def run(args) -> int:
     from deepx_opt.cli._common import check_output_path, print_table
     from deepx_opt.cost_models import save_profile
-    from deepx_opt.cost_models.calibrate import (CEILING_HEADERS, calibrate, ceiling_table, host_profile,
+    from deepx_opt.cost_models.calibrate import (CEILING_HEADERS, MODES, calibrate, ceiling_table, host_profile,
                                                  summarize_validation, validate, validation_ceiling)
     from deepx_opt.errors import InputError
 
@@ -112,7 +112,9 @@ def run(args) -> int:
         print(line)
     if args.validate:
         models = [m.strip() for m in args.validate_models.split(",") if m.strip()]
-        vrows = validate(prof, models, processors=procs, progress=not args.no_progress)
+        cfg = MODES[args.mode]
+        vrows = validate(prof, models, processors=procs, passes=cfg["zoo_passes"], budget_s=cfg["zoo_budget_s"],
+                         progress=not args.no_progress)
         table = [[s["processor"], s["variant"], str(s["blocks"]), f"{s['within_pct']:.0f}%", f"{s['mape_pct']:.1f}",
                   f"{s['median_abs_err_pct']:.1f}", f"{s['measured_total_ms']:.2f}", f"{s['predicted_total_ms']:.2f}"]
                  for s in summarize_validation(vrows)]

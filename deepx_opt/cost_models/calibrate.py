@@ -42,6 +42,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -74,10 +75,10 @@ MODES = {
               "zoo_reps": 5, "zoo_passes": 1, "zoo_budget_s": 0.01},
     "default": {"warmup": 2, "reps": 5, "grid": "medium", "zoo": ZOO_MODELS,
                 "fractions": (None, 0.7, 0.35, 0.18, 0.09),
-                "zoo_reps": 3, "zoo_passes": 3, "zoo_budget_s": 0.1},
+                "zoo_reps": 3, "zoo_passes": 6, "zoo_budget_s": 0.05},
     "thorough": {"warmup": 3, "reps": 11, "grid": "large", "zoo": ZOO_MODELS,
-                 "fractions": (None, 0.85, 0.7, 0.35, 0.18, 0.12, 0.09), "zoo_reps": 5, "zoo_passes": 3,
-                 "zoo_budget_s": 0.2},
+                 "fractions": (None, 0.85, 0.7, 0.35, 0.18, 0.12, 0.09), "zoo_reps": 5, "zoo_passes": 8,
+                 "zoo_budget_s": 0.1},
 }
 
 #: Modelled (active, idle) power in W per processor kind when nothing can be measured.
@@ -104,7 +105,7 @@ class _OpCase:
 
 
 #: Bumped whenever what calibration measures or fits changes, so cached host profiles are re-made.
-CALIBRATION_METHOD_VERSION = 15
+CALIBRATION_METHOD_VERSION = 16
 
 def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
     p = k // 2 if pad is None else pad
@@ -487,17 +488,31 @@ def prime(processor: str, seconds: float = PRIME_S) -> None:
     """Keep a processor busy for ``seconds`` (a 64×1024×1024 GEMM, run and synchronised in a loop), so that
     every measurement starts from the same state. On PoCL's CPU device the per-block floor of a small model
     otherwise depends on what the process did before: 45 µs right after OpenCL work, 90–300 µs after a numpy
-    AlexNet run, and the model's own warm-up runs do not bring it back; 0.1 s of busy OpenCL work does."""
+    AlexNet run, and the model's own warm-up runs do not bring it back; 0.1 s of busy OpenCL work does.
+
+    The numpy processor is primed on one BLAS thread: after a parallel GEMM, OpenBLAS's worker threads
+    busy-wait for about 0.1 s (on the 16-core H200 host, 14.4 cores stay busy for the 50 ms after a
+    16-thread prime, none 0.2 s later), and they would share the cores with the first timed runs. With the
+    single-thread prime, two disjoint sets of three timed passes of four zoo models agree within ±10 % for
+    91 % of blocks on that host, 86 % after the 16-thread prime (interleaved in one run; on a noisier one,
+    81 % and 60 %)."""
     from deepx_opt.runtime.backends import get_backend
 
     be = get_backend(processor)
     x = be.upload(np.ones((64, 1024), np.float32))
     w = be.upload(np.ones((1024, 1024), np.float32))
     attrs = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        be.run("Gemm", [x, w, None], attrs)
-        be.synchronize()
+    if getattr(be, "name", "") == "cpu":
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(1, "blas")
+    else:
+        limit = contextlib.nullcontext()
+    with limit:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            be.run("Gemm", [x, w, None], attrs)
+            be.synchronize()
 
 
 #: Whole-model timing (calibration's zoo runs, validation): besides its ``reps`` timed runs, a model that runs
@@ -1113,8 +1128,8 @@ class ValidationRow:
 
 
 def validate(profile: DeviceProfile, models: Sequence[str] | Sequence[Any], *, processors: Sequence[str] | None = None,
-             rank_fractions: Sequence[float] = (0.5, 0.25), warmup: int = 2, reps: int = 3, passes: int = 3,
-             budget_s: float = MODES["default"]["zoo_budget_s"],
+             rank_fractions: Sequence[float] = (0.5, 0.25), warmup: int = 2, reps: int = 3,
+             passes: int = MODES["default"]["zoo_passes"], budget_s: float = MODES["default"]["zoo_budget_s"],
              progress: bool | Callable = True) -> list[ValidationRow]:
     """Measured vs predicted latency of every block of zoo models on each processor with a backend binding.
 
