@@ -105,7 +105,7 @@ class _OpCase:
 
 
 #: Bumped whenever what calibration measures or fits changes, so cached host profiles are re-made.
-CALIBRATION_METHOD_VERSION = 16
+CALIBRATION_METHOD_VERSION = 17
 
 def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
     p = k // 2 if pad is None else pad
@@ -898,7 +898,9 @@ def fit_lowrank_table(models: dict[str, dict], blocks: Sequence[BlockSample], bl
     None when no block holds one): for every zoo block with one factor pair, the log ratio of the pair's
     share of the block's time (its latency less the block overhead and the other steps' predictions) to the
     regression of its two factors (:meth:`LatencyModel.predict` with ``local=False``), averaged per dense
-    layer shape and rank. ``exclude_models`` as in :func:`fit_latency_models`."""
+    layer shape and rank, and per shape, model and rank with the model's working set at that rank
+    (``contexts``, when one shape was timed in several models). ``exclude_models`` as in
+    :func:`fit_latency_models`."""
     from deepx_opt.cost_models.latency import LowRankTable, lowrank_pairs, work_predictor
 
     skip = set(exclude_models)
@@ -918,11 +920,32 @@ def fit_lowrank_table(models: dict[str, dict], blocks: Sequence[BlockSample], bl
             continue
         net = max(b.latency_us - block_overhead_us, 0.05 * b.latency_us)
         pair_us = max(net - sum(others), 0.05 * net)
-        ratios.setdefault(sig, {}).setdefault(rank, []).append(math.log(pair_us / sum(base)))
+        ratios.setdefault(sig, {}).setdefault(rank, []).append(
+            (b.model, float(b.works[i].context_bytes), math.log(pair_us / sum(base))))
     if not ratios:
         return None
-    entries = [{"signature": list(sig), "ranks": sorted(by_rank),
-                "log_ratio": [float(np.mean(by_rank[r])) for r in sorted(by_rank)]} for sig, by_rank in ratios.items()]
+    entries = []
+    for sig, by_rank in ratios.items():
+        ranks = sorted(by_rank)
+        mean = [float(np.mean([v for _, _, v in by_rank[r]])) for r in ranks]
+        e = {"signature": list(sig), "ranks": ranks, "log_ratio": mean}
+        curves = []
+        for m in sorted({m for r in ranks for m, _, _ in by_rank[r]}):
+            pts = {r: [(c, v) for mm, c, v in by_rank[r] if mm == m] for r in ranks}
+            known = [r for r in ranks if pts[r] and all(c > 0 for c, _ in pts[r])]
+            if not known:
+                continue
+
+            def near(r: int) -> list:  # a rank the model was not timed at: its nearest timed rank's working set
+                return pts[min(known, key=lambda k: abs(math.log(k / r)))]
+
+            curves.append({"context_bytes": [float(np.mean([c for c, _ in (pts[r] if r in known else near(r))]))
+                                             for r in ranks],
+                           "log_ratio": [float(np.mean([v for _, v in pts[r]])) if r in known else mu
+                                         for r, mu in zip(ranks, mean)]})
+        if len(curves) > 1:  # one shape timed in several models: keep each one's curve
+            e["contexts"] = curves
+        entries.append(e)
     return LowRankTable(entries).to_dict()
 
 

@@ -782,12 +782,26 @@ class LowRankTable:
     the nearest ratio's weight decays as ``exp(−d² / 2 scale²)`` with ``d`` the distance in ``ln r``, and the
     rest of the prediction is the plain one (:func:`predict_work_us` of both factors).
 
+    Layers of one shape in different models share an entry, but not always a ratio: a pair's in-model time
+    also depends on the model around it (svhn's fc2 and digits_mlp's fc3, both 128 → 10, take 7.6 and 5.5 µs
+    at rank 7 on this 2-core VM; their mean missed both by 15 %). An entry may therefore keep, for each model
+    the shape was timed in, that model's curve (``contexts``: its working set and ratio at each calibrated
+    rank). A pair at rank ``r`` in a model of working set ``c`` then takes the curves' ratios at ``r`` (each
+    interpolated in ``ln r`` like the mean) weighted by ``exp(−(ln c − ln c_i(r))² / 2 context_scale²)``, with
+    ``c_i(r)`` the curve's working set interpolated alike, shrunk towards the entry's mean by a prior weight
+    :data:`CONTEXT_PRIOR`: the ratio of its own model when that was timed, the mean of all when its model is
+    far from every one timed.
+
     Parameters
     ----------
     entries : list of dict
-        ``{"signature": [...], "ranks": [r1 < r2 < ...], "log_ratio": [...]}``.
+        ``{"signature": [...], "ranks": [r1 < r2 < ...], "log_ratio": [...]}``, optionally with
+        ``"contexts": [{"context_bytes": [...], "log_ratio": [...]}, ...]`` (one curve per model, one value
+        per rank).
     scale : float
         Decay length beyond the calibrated ranks, in ``ln r`` (default ``ln 2``: one halving of the rank).
+    context_scale : float
+        Width of the context kernel in ``ln`` working-set bytes (default ``ln 2``).
 
     >>> t = LowRankTable([{"signature": ["gemm", 1, 64, 32], "ranks": [4, 16], "log_ratio": [0.0, 0.2]}])
     >>> round(t.correction(("gemm", 1, 64, 32), 8)[0], 3), t.correction(("gemm", 1, 64, 32), 8)[1]
@@ -796,12 +810,18 @@ class LowRankTable:
     True
     """
 
-    def __init__(self, entries: Sequence[Mapping[str, Any]] = (), *, scale: float = math.log(2.0)):
-        if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale)
-                and scale > 0):
-            raise ProfileError(f"lowrank_table.scale {scale!r}; expected a number > 0 (ln-rank units)")
+    #: Weight of an entry's mean ratio against its per-context ratios (whose weights are at most 1).
+    CONTEXT_PRIOR = 0.1
+
+    def __init__(self, entries: Sequence[Mapping[str, Any]] = (), *, scale: float = math.log(2.0),
+                 context_scale: float = math.log(2.0)):
+        for name, v in (("scale", scale), ("context_scale", context_scale)):
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+                raise ProfileError(f"lowrank_table.{name} {v!r}; expected a number > 0 (ln units)")
         self.scale = float(scale)
+        self.context_scale = float(context_scale)
         self._by_sig: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._contexts: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # sig → (ln context, ratios per rank)
         for i, e in enumerate(entries):
             where = f"lowrank_table.entries[{i}]"
             if not isinstance(e, Mapping):
@@ -819,25 +839,63 @@ class LowRankTable:
             if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in lr):
                 raise ProfileError(f"{where}.log_ratio {lr!r}; expected finite numbers")
             self._by_sig[tuple(sig)] = (np.log(np.asarray(ranks, dtype=float)), np.asarray(lr, dtype=float))
+            ctxs = e.get("contexts")
+            if ctxs is None:
+                continue
+            if not isinstance(ctxs, list) or not ctxs:
+                raise ProfileError(f"{where}.contexts: {type(ctxs).__name__} given; expected a non-empty list of "
+                                   f"{{context_bytes, log_ratio}}")
+            cs, rows = [], []
+            for k, c in enumerate(ctxs):
+                cb = c.get("context_bytes") if isinstance(c, Mapping) else None
+                clr = c.get("log_ratio") if isinstance(c, Mapping) else None
+                if not isinstance(cb, list) or len(cb) != len(ranks) or any(
+                        isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
+                        for v in cb):
+                    raise ProfileError(f"{where}.contexts[{k}].context_bytes {cb!r}; expected {len(ranks)} numbers "
+                                       f"of bytes > 0 (one per rank)")
+                if not isinstance(clr, list) or len(clr) != len(ranks) or any(
+                        isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in clr):
+                    raise ProfileError(f"{where}.contexts[{k}].log_ratio {clr!r}; expected {len(ranks)} finite "
+                                       f"numbers (one per rank)")
+                cs.append(np.log(np.asarray(cb, dtype=float)))
+                rows.append(clr)
+            self._contexts[tuple(sig)] = (np.asarray(cs, dtype=float), np.asarray(rows, dtype=float))
 
     def __len__(self) -> int:
         return len(self._by_sig)
 
-    def correction(self, signature: tuple, rank: int) -> tuple[float, float] | None:
-        """``(log ratio, weight)`` for a pair of the dense shape ``signature`` at ``rank``, or None when that
-        shape was not calibrated. Weight 1 between the calibrated ranks, decaying beyond them."""
+    def correction(self, signature: tuple, rank: int, context_bytes: float = 0.0) -> tuple[float, float] | None:
+        """``(log ratio, weight)`` for a pair of the dense shape ``signature`` at ``rank`` in a model whose
+        working set is ``context_bytes`` (0: unknown, the entry's mean), or None when that shape was not
+        calibrated. Weight 1 between the calibrated ranks, decaying beyond them."""
         got = self._by_sig.get(tuple(signature))
         if got is None:
             return None
         xs, ys = got
         x = math.log(max(int(rank), 1))
         d = max(xs[0] - x, x - xs[-1], 0.0)
-        return float(np.interp(x, xs, ys)), float(math.exp(-0.5 * (d / self.scale) ** 2))
+        y = float(np.interp(x, xs, ys))
+        ctx = self._contexts.get(tuple(signature))
+        if ctx is not None and context_bytes > 0:
+            lc = np.array([np.interp(x, xs, row) for row in ctx[0]])
+            cy = np.array([np.interp(x, xs, row) for row in ctx[1]])
+            w = np.exp(-0.5 * ((lc - math.log(context_bytes)) / self.context_scale) ** 2)
+            y = float((self.CONTEXT_PRIOR * y + w @ cy) / (self.CONTEXT_PRIOR + w.sum()))
+        return y, float(math.exp(-0.5 * (d / self.scale) ** 2))
 
     def to_dict(self) -> dict:
-        return {"scale": self.scale,
-                "entries": [{"signature": list(sig), "ranks": [int(round(math.exp(v))) for v in xs],
-                             "log_ratio": [round(float(v), 6) for v in ys]} for sig, (xs, ys) in self._by_sig.items()]}
+        def entry(sig: tuple, xs: np.ndarray, ys: np.ndarray) -> dict:
+            e = {"signature": list(sig), "ranks": [int(round(math.exp(v))) for v in xs],
+                 "log_ratio": [round(float(v), 6) for v in ys]}
+            if sig in self._contexts:
+                cs, rows = self._contexts[sig]
+                e["contexts"] = [{"context_bytes": [int(round(math.exp(v))) for v in c],
+                                  "log_ratio": [round(float(v), 6) for v in r]} for c, r in zip(cs, rows)]
+            return e
+
+        return {"scale": self.scale, "context_scale": self.context_scale,
+                "entries": [entry(sig, xs, ys) for sig, (xs, ys) in self._by_sig.items()]}
 
     @classmethod
     def from_dict(cls, d: Any) -> "LowRankTable":
@@ -847,7 +905,7 @@ class LowRankTable:
         entries = d.get("entries", [])
         if not isinstance(entries, list):
             raise ProfileError(f"lowrank_table.entries: {type(entries).__name__} given; expected a list")
-        return cls(entries, scale=d.get("scale", math.log(2.0)))
+        return cls(entries, scale=d.get("scale", math.log(2.0)), context_scale=d.get("context_scale", math.log(2.0)))
 
 
 _TABLES: dict[int, tuple[Any, LowRankTable]] = {}
@@ -901,7 +959,7 @@ def block_latency_us(works: Sequence[OpWork], predict: Any, table: LowRankTable 
     per = [predict(w) for w in works]
     if table:
         for i, sig, rank in lowrank_pairs(works):
-            c = table.correction(sig, rank)
+            c = table.correction(sig, rank, works[i].context_bytes)
             if c is None:
                 continue
             ratio, weight = c

@@ -2,6 +2,7 @@
 (interpolation in rank, decay beyond the calibrated ranks, validation) and its fit from block samples."""
 
 import copy
+from dataclasses import replace
 import math
 
 import numpy as np
@@ -104,3 +105,54 @@ def test_fit_recovers_in_model_ratios_and_predicts_between_ranks(tmp_path):
     no_table = copy.deepcopy(prof)
     no_table.processor("cpu").lowrank_table = None
     assert predict_works_us(no_table, "cpu", mid) == pytest.approx(2.0 + plain(mid))
+
+
+def test_one_shape_in_two_models_keeps_each_models_ratio_by_working_set(tmp_path):
+    grid = _gemv_grid()
+    models = fit_latency_models(grid, [], 0.0)
+    proc = Processor("cpu", "cpu", 1 << 30, 10.0, 1.0, backend="cpu", latency_models=models, block_overhead_us=2.0)
+    prof = DeviceProfile(name="t", processors=[proc], links=[], host="cpu")
+
+    def in_model(r: int, ctx: float) -> tuple:
+        return tuple(replace(w, context_bytes=ctx) for w in _pair(1024, r, 512))
+
+    def plain(ws):
+        return sum(predict_work_us(prof, "cpu", w) for w in ws)
+
+    # the same 1024 x 512 layer is 1.5x its factors' regression in a small model (its working set shrinking
+    # with the rank, as a factorised model's does) and 0.9x in a model 16x larger
+    small = {32: 1e5, 128: 2e5}
+    blocks = [BlockSample(in_model(r, small[r]), 2.0 + 1.5 * plain(in_model(r, small[r])), "small", "fc", f"rank={r}")
+              for r in (32, 128)]
+    blocks += [BlockSample(in_model(r, 16 * small[r]), 2.0 + 0.9 * plain(in_model(r, 16 * small[r])), "big", "fc",
+                           f"rank={r}") for r in (32, 128)]
+    proc.lowrank_table = fit_lowrank_table(models, blocks, 2.0)
+    [entry] = proc.lowrank_table["entries"]
+    mean_log = (math.log(1.5) + math.log(0.9)) / 2
+    assert len(entry["contexts"]) == 2 and entry["log_ratio"][0] == pytest.approx(mean_log, abs=1e-3)
+    for ctx, f in ((small[32] * 2 ** 0.5, 1.5), (16 * small[32] * 2 ** 0.5, 0.9)):  # rank 64: between the two
+        mid = in_model(64, ctx)  # its own model's ratio, shrunk a little towards the mean (prior weight 0.1)
+        shrunk = math.exp((math.log(f) + LowRankTable.CONTEXT_PRIOR * mean_log) / (1 + LowRankTable.CONTEXT_PRIOR))
+        assert predict_works_us(prof, "cpu", mid) == pytest.approx(2.0 + shrunk * plain(mid), rel=0.005)
+    # a model far from both: the mean of the two ratios; an unknown working set (0): the same
+    far, unknown = in_model(64, 1e9), in_model(64, 0.0)
+    mean = math.exp(mean_log)
+    assert predict_works_us(prof, "cpu", far) == pytest.approx(2.0 + mean * plain(far), rel=0.02)
+    assert predict_works_us(prof, "cpu", unknown) == pytest.approx(2.0 + mean * plain(unknown), rel=0.02)
+    save_profile(prof, tmp_path / "p.json")
+    back = load_profile(tmp_path / "p.json")
+    assert predict_works_us(back, "cpu", in_model(64, 3e5)) == pytest.approx(predict_works_us(prof, "cpu", in_model(64, 3e5)))
+
+
+@pytest.mark.parametrize("contexts, match", [
+    ([], "non-empty list"),
+    ([{"context_bytes": [1e5], "log_ratio": [0.1, 0.2]}], "context_bytes.*one per rank"),
+    ([{"context_bytes": [1e5, -1.0], "log_ratio": [0.1, 0.2]}], "context_bytes"),
+    ([{"context_bytes": [1e5, 2e5], "log_ratio": [0.1]}], r"\[0\].log_ratio"),
+])
+def test_bad_context_curves_are_a_profile_error_naming_the_field(contexts, match):
+    entry = {"signature": ["gemm", 1, 8, 4], "ranks": [1, 2], "log_ratio": [0.0, 0.1], "contexts": contexts}
+    proc = Processor("cpu", "cpu", 1 << 30, 10.0, 1.0, lowrank_table={"entries": [entry]})
+    d = DeviceProfile(name="t", processors=[proc], links=[], host="cpu").to_dict()
+    with pytest.raises(ProfileError, match=f"processors\\[0\\].lowrank_table: entries\\[0\\].contexts.*{match}"):
+        profile_from_dict(d)
