@@ -937,17 +937,13 @@ def fit_lowrank_table(models: dict[str, dict], blocks: Sequence[BlockSample], bl
         e = {"signature": list(sig), "ranks": ranks, "log_ratio": mean}
         curves = []
         for m in sorted({m for r in ranks for m, _, _ in by_rank[r]}):
-            pts = {r: [(c, v) for mm, c, v in by_rank[r] if mm == m] for r in ranks}
-            known = [r for r in ranks if pts[r] and all(c > 0 for c, _ in pts[r])]
-            if not known:
+            own = {r: pts for r in ranks if (pts := [(c, v) for mm, c, v in by_rank[r] if mm == m and c > 0])}
+            if not own:
                 continue
-
-            def near(r: int) -> list:  # a rank the model was not timed at: its nearest timed rank's working set
-                return pts[min(known, key=lambda k: abs(math.log(k / r)))]
-
-            curves.append({"context_bytes": [float(np.mean([c for c, _ in (pts[r] if r in known else near(r))]))
-                                             for r in ranks],
-                           "log_ratio": [float(np.mean([v for _, v in pts[r]])) if r in known else mu
+            # a rank the model was not timed at: the mean ratio, and the working set of its nearest timed rank
+            nearest = {r: min(own, key=lambda k: abs(math.log(k / r))) for r in ranks}
+            curves.append({"context_bytes": [float(np.mean([c for c, _ in own[nearest[r]]])) for r in ranks],
+                           "log_ratio": [float(np.mean([v for _, v in own[r]])) if r in own else mu
                                          for r, mu in zip(ranks, mean)]})
         if len(curves) > 1:  # one shape timed in several models: keep each one's curve
             e["contexts"] = curves
