@@ -768,6 +768,11 @@ class LatencyModel:
 
 # ------------------------------------------------------------------------------------ predictions
 
+def _finite_number(v: Any) -> bool:
+    """A finite int or float (not a bool), as the profile's numeric fields must be."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 class LowRankTable:
     """In-model corrections of Runtime Layer Compression's factor pairs, per dense layer shape and rank.
 
@@ -816,7 +821,7 @@ class LowRankTable:
     def __init__(self, entries: Sequence[Mapping[str, Any]] = (), *, scale: float = math.log(2.0),
                  context_scale: float = math.log(2.0)):
         for name, v in (("scale", scale), ("context_scale", context_scale)):
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+            if not (_finite_number(v) and v > 0):
                 raise ProfileError(f"lowrank_table.{name} {v!r}; expected a number > 0 (ln units)")
         self.scale = float(scale)
         self.context_scale = float(context_scale)
@@ -836,7 +841,7 @@ class LowRankTable:
             if any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in ranks) \
                     or any(b <= a for a, b in zip(ranks, ranks[1:])):
                 raise ProfileError(f"{where}.ranks {ranks!r}; expected increasing integers >= 1")
-            if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in lr):
+            if not all(_finite_number(v) for v in lr):
                 raise ProfileError(f"{where}.log_ratio {lr!r}; expected finite numbers")
             self._by_sig[tuple(sig)] = (np.log(np.asarray(ranks, dtype=float)), np.asarray(lr, dtype=float))
             ctxs = e.get("contexts")
@@ -849,13 +854,11 @@ class LowRankTable:
             for k, c in enumerate(ctxs):
                 cb = c.get("context_bytes") if isinstance(c, Mapping) else None
                 clr = c.get("log_ratio") if isinstance(c, Mapping) else None
-                if not isinstance(cb, list) or len(cb) != len(ranks) or any(
-                        isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
-                        for v in cb):
+                if not isinstance(cb, list) or len(cb) != len(ranks) or not all(
+                        _finite_number(v) and v > 0 for v in cb):
                     raise ProfileError(f"{where}.contexts[{k}].context_bytes {cb!r}; expected {len(ranks)} numbers "
                                        f"of bytes > 0 (one per rank)")
-                if not isinstance(clr, list) or len(clr) != len(ranks) or any(
-                        isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in clr):
+                if not isinstance(clr, list) or len(clr) != len(ranks) or not all(_finite_number(v) for v in clr):
                     raise ProfileError(f"{where}.contexts[{k}].log_ratio {clr!r}; expected {len(ranks)} finite "
                                        f"numbers (one per rank)")
                 cs.append(np.log(np.asarray(cb, dtype=float)))
