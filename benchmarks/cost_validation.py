@@ -11,6 +11,13 @@ nvidia-ml-py it also compares whole-model energy measured by NVML with the predi
 from NVML during calibration × predicted busy time, before; the fitted power model of
 :mod:`deepx_opt.cost_models.power`, after), dense and at rank 0.5 / 0.25.
 
+``--models`` and ``--calibration-models`` also take ONNX files. A model validated but not calibrated on is
+predicted as a user's new model is; calibrated on (``deepx calibrate --models zoo,my_net.onnx``), as the
+zoo's are. Both at once, from one calibration (the leave-one-model-out columns are the first case)::
+
+    python benchmarks/cost_validation.py --out /tmp/out --models zoo,tests/data/torch_resnet_tiny.onnx \
+        --calibration-models zoo,tests/data/torch_resnet_tiny.onnx
+
 Needs only numpy, onnx, pyopencl (for OpenCL), nvidia-ml-py (for NVML) and this package's own dependencies
 (scipy, networkx). Writes ``cost_validation.json`` (and the calibrated profile) under ``--out``.
 
@@ -242,6 +249,10 @@ def _energy_report(prof, energy: list[dict], alt_profile=None, passes: list[dict
     return "\n".join(lines)
 
 
+def _names(spec: str) -> list[str]:
+    return [m.strip() for m in spec.split(",") if m.strip()]
+
+
 def _summary_rows(summ):
     return [[s["processor"], s["variant"], s["blocks"], f"{s['within_pct']:.0f}%", f"{s['mape_pct']:.1f}",
              f"{s['median_abs_err_pct']:.1f}", f"{s['measured_total_ms']:.2f}", f"{s['predicted_total_ms']:.2f}"]
@@ -258,7 +269,11 @@ def main(argv=None) -> int:
     ap.add_argument("--processors", default=None, help="comma-separated (default: every available processor)")
     ap.add_argument("--mode", default="default", choices=["quick", "default", "thorough"])
     ap.add_argument("--profile", default=None, help="validate this profile instead of calibrating")
-    ap.add_argument("--models", default=DEFAULT_MODELS, help="zoo models (default: %(default)s)")
+    ap.add_argument("--models", default=DEFAULT_MODELS,
+                    help="models validated: zoo names and ONNX files, 'zoo' for the zoo's (default: %(default)s)")
+    ap.add_argument("--calibration-models", default="zoo",
+                    help="models the calibration runs whole: zoo names and ONNX files (default: %(default)s); a "
+                         "model validated but not calibrated on is predicted as a new model of a user's would be")
     ap.add_argument("--reps", type=int, default=3, help="timed whole-model runs per variant and pass")
     ap.add_argument("--passes", type=int, default=None,
                     help="passes over all variants, each in a new order (default: the calibration mode's zoo_passes)")
@@ -279,9 +294,9 @@ def main(argv=None) -> int:
         _setup_nvidia_icd()
 
     from deepx_opt.cost_models import load_profile, save_profile
-    from deepx_opt.cost_models.calibrate import (CEILING_HEADERS, MODES, TIMING_STAT, calibrate, ceiling_table,
-                                                 leave_one_model_out, machine_key, summarize_validation, validate,
-                                                 validation_ceiling)
+    from deepx_opt.cost_models.calibrate import (CEILING_HEADERS, MODES, TIMING_STAT, calibrate, calibration_models,
+                                                 ceiling_table, leave_one_model_out, machine_key, summarize_validation,
+                                                 validate, validation_ceiling)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -290,14 +305,12 @@ def main(argv=None) -> int:
     if args.profile:
         prof = load_profile(args.profile)
     else:
-        prof = calibrate(procs, mode=args.mode, progress=not args.no_progress)
+        prof = calibrate(procs, mode=args.mode, progress=not args.no_progress,
+                         models=calibration_models(_names(args.calibration_models), default=MODES[args.mode]["zoo"]))
         save_profile(prof, out / "cost_validation_profile.json")
     t_cal = time.perf_counter() - t0
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    from deepx_opt import zoo
-    from deepx_opt.graphs import load_onnx
-
-    graphs = [load_onnx(zoo.build(m)) for m in models]
+    graphs = calibration_models(_names(args.models))
+    models = [g.name for g in graphs]
     t1 = time.perf_counter()
     budget_s = MODES[args.mode]["zoo_budget_s"] if args.budget_s is None else args.budget_s
     passes = MODES[args.mode]["zoo_passes"] if args.passes is None else args.passes
@@ -324,10 +337,15 @@ def main(argv=None) -> int:
         except Exception as exc:  # a profile without calibration samples (--profile of an old file)
             print(f"no leave-one-model-out figures: {exc}", file=sys.stderr)
     per_model = {}
-    for r in rows:
-        per_model.setdefault((r.processor, r.model), []).append(abs(r.error_pct))
-    models_tab = [[p, m, len(v), f"{np.mean(np.array(v) <= 10) * 100:.0f}%", f"{np.mean(v):.1f}"]
-                  for (p, m), v in sorted(per_model.items())]
+    for r, lo in zip(rows, lomo_rows or [None] * len(rows)):
+        per_model.setdefault((r.processor, r.model), []).append(
+            (abs(r.error_pct), abs(lo.error_pct) if lo else float("nan")))
+    models_tab = []
+    for (p, m), v in sorted(per_model.items()):
+        err, lo = np.array(v).T
+        models_tab.append([p, m, len(v), f"{np.mean(err <= 10) * 100:.0f}%", f"{np.mean(err):.1f}",
+                           f"{np.mean(lo <= 10) * 100:.0f}%" if lomo_rows else "-",
+                           f"{np.mean(lo):.1f}" if lomo_rows else "-"])
     energy = []
     # --processors may name devices by substring ("opencl:NVIDIA"); the profile names them "opencl:<i>"
     from deepx_opt.runtime.backends import canonical_processor_name
@@ -370,7 +388,7 @@ def main(argv=None) -> int:
             print(f"  {p.name}: {info.get('device', '')}, {info.get('samples')} samples, power {p.power_source} "
                   f"({p.active_power_w:.1f} W active)")
     print()
-    print("fit on the zoo's own layers (dense, and factorised at other ranks than these); measured = the "
+    print("fit on the calibrated models' own layers (dense, and factorised at other ranks than these); measured = the "
           f"{'minimum' if TIMING_STAT == 'min' else 'median'} of the timed runs, as calibrated")
     print(_table(_SUMMARY_HEAD, _summary_rows(summ)))
     if ceiling:
@@ -394,14 +412,16 @@ def main(argv=None) -> int:
                    f"{lk[(k['processor'], k['kind'])]['mape_pct']:.1f}" if lk else "-"]
                   for k in kinds]))
     print()
-    print(_table(["processor", "model", "n", "within ±10%", "MAPE %"], models_tab))
+    print(_table(["processor", "model", "n", "within ±10%", "MAPE %", "LOMO within", "LOMO MAPE %"], models_tab))
     if energy:
         print(f"\nNVML energy validation: {t_energy:.0f} s")
         print(_energy_report(prof, energy, alt, energy_passes))
     res = {
         "machine": {"node": platform.node(), "processor": platform.processor(), "cores": os.cpu_count(),
                     "key": machine_key()},
-        "mode": args.mode, "profile": args.profile, "models": models, "calibration_s": t_cal,
+        "mode": args.mode, "profile": args.profile, "models": models,
+        "calibration_models": list(dict.fromkeys(m for c in cal_procs.values() for m in c.get("models", ()))),
+        "calibration_s": t_cal,
         "validation_s": t_val, "summary": summ, "ceiling": ceiling, "repeat_check": repeat, "summary_lomo": summ_lomo,
         "timing_stat": TIMING_STAT, f"summary_vs_{other}": summ_other,
         "per_kind": kinds, "per_kind_lomo": kinds_lomo, "energy": energy, "energy_passes": energy_passes, "energy_s": t_energy,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from deepx_opt.errors import DeepxError, InputError, ModelLoadError
+from deepx_opt.errors import DeepxError, InputError
 
 __all__ = ["add_model_args", "load_model_arg", "parse_input_shapes", "check_output_path", "print_table", "print_json",
            "load_arrays"]
@@ -41,18 +41,10 @@ def parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
 
 def load_model_arg(spec: str, input_shapes: Sequence[str] = (), outputs: Sequence[str] = ()):
     """Load MODEL given as a path or a zoo name into a ModelGraph."""
-    from deepx_opt.graphs import load_onnx
+    from deepx_opt.graphs import load_model
 
     shapes = parse_input_shapes(input_shapes)
-    path = Path(spec)
-    if path.exists() or spec.endswith(".onnx") or "/" in spec:
-        return load_onnx(path, input_shapes=shapes or None, outputs=list(outputs) or None)
-    from deepx_opt import zoo
-
-    if zoo.is_zoo_name(spec):
-        return load_onnx(zoo.build(spec), input_shapes=shapes or None, outputs=list(outputs) or None, name=spec)
-    names = ", ".join(e.name for e in zoo.list_models())
-    raise ModelLoadError(f"MODEL {spec!r} is neither an existing file nor a zoo model; zoo models: {names}")
+    return load_model(spec, input_shapes=shapes or None, outputs=list(outputs) or None)
 
 
 def load_arrays(path: str | Path, what: str):

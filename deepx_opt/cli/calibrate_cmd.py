@@ -5,6 +5,7 @@ Examples::
     deepx calibrate -o host.json                        # every processor, default mode (< 3 min)
     deepx calibrate --processors cpu,opencl:0 --quick -o host.json
     deepx calibrate --validate -o host.json --force     # then compare zoo blocks measured vs predicted
+    deepx calibrate --models zoo,my_net.onnx -o host.json   # also time my_net's own layers in context
     deepx calibrate --cache                             # use / refresh ~/.cache/deepx_opt/host-<machine>.json
 """
 
@@ -29,17 +30,30 @@ def add_parser(sub) -> None:
     p.add_argument("--power", action="append", default=[], metavar="PROC=ACTIVE,IDLE",
                    help="modelled active and idle power in W of a processor (repeatable)")
     p.add_argument("--name", default=None, help="profile name (default: host-<machine key>)")
+    p.add_argument("--models", default="zoo", metavar="LIST",
+                   help="models run whole during calibration, whose layers the fit then predicts in their own "
+                        "context: comma-separated zoo names and ONNX files, 'zoo' for the zoo models (default: "
+                        "%(default)s; e.g. zoo,my_net.onnx to predict my_net's layers as well as the zoo's)")
     p.add_argument("--validate", action="store_true",
                    help="afterwards run every layer of zoo models (dense and at two ranks) and print measured vs "
                         "predicted latency: share within ±10%%, MAPE")
     p.add_argument("--validate-models", default="svhn,speakerid,audioscene,digits_mlp,digits_cnn", metavar="LIST",
-                   help="zoo models for --validate (default: %(default)s)")
+                   help="models for --validate: zoo names and ONNX files (default: %(default)s)")
     p.add_argument("--cache", action="store_true",
                    help="read the cached profile of this machine if there is one (else calibrate and cache it); "
                         "with -o also copy it there")
     p.add_argument("--refresh", action="store_true", help="with --cache: recalibrate even when cached")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
+
+
+def _model_list(spec: str, option: str) -> list[str]:
+    from deepx_opt.errors import InputError
+
+    items = [m.strip() for m in spec.split(",") if m.strip()]
+    if not items:
+        raise InputError(f"{option} is empty; give comma-separated zoo names and ONNX files, e.g. zoo,my_net.onnx")
+    return items
 
 
 def _parse_powers(specs) -> dict[str, tuple[float, float]]:
@@ -68,8 +82,9 @@ def repeat_check_lines(prof) -> list[str]:
         c = info.get("repeat_check")
         if not c:
             continue
-        lines.append(f"repeat check {name}: {c['within_pct']:.0f}% of {c['blocks']} dense zoo blocks within ±10% of "
-                     f"their calibrated time when timed again (drift {c['drift']:.2f})")
+        n_in = round(c["within_pct"] * c["blocks"] / 100)
+        lines.append(f"repeat check {name}: {n_in} of {c['blocks']} dense blocks ({c['within_pct']:.1f}%) within ±10% "
+                     f"of their calibrated time when timed again (drift {c['drift']:.2f})")
         if c["within_pct"] < REPEAT_WARN_PCT:
             lines.append(f"warning: the calibration of {name} did not repeat (under {REPEAT_WARN_PCT:.0f}%): the "
                          "machine was busy or changing state, and predictions for it will be no better than that; "
@@ -80,8 +95,9 @@ def repeat_check_lines(prof) -> list[str]:
 def run(args) -> int:
     from deepx_opt.cli._common import check_output_path, print_table
     from deepx_opt.cost_models import save_profile
-    from deepx_opt.cost_models.calibrate import (CEILING_HEADERS, MODES, calibrate, ceiling_table, host_profile,
-                                                 summarize_validation, validate, validation_ceiling)
+    from deepx_opt.cost_models.calibrate import (CEILING_HEADERS, MODES, calibrate, calibration_models,
+                                                 ceiling_table, host_profile, summarize_validation, validate,
+                                                 validation_ceiling)
     from deepx_opt.errors import InputError
 
     if not args.output and not args.cache:
@@ -89,10 +105,18 @@ def run(args) -> int:
     out = check_output_path(args.output, args.force) if args.output else None
     procs = [p.strip() for p in args.processors.split(",") if p.strip()] if args.processors else None
     powers = _parse_powers(args.power)
+    specs = _model_list(args.models, "--models")
+    if args.cache and specs != ["zoo"]:
+        raise InputError("--models does not apply to --cache (the per-machine cache is calibrated on the zoo "
+                         "models); write the profile with -o instead")
+    # read every model first: a bad file fails now, not after minutes of benchmarks
+    graphs = None if args.cache else calibration_models(specs, default=MODES[args.mode]["zoo"])
+    vgraphs = calibration_models(_model_list(args.validate_models, "--validate-models")) if args.validate else []
     if args.cache:
         prof = host_profile(procs, mode=args.mode, refresh=args.refresh, progress=not args.no_progress)
     else:
-        prof = calibrate(procs, mode=args.mode, progress=not args.no_progress, powers=powers or None, name=args.name)
+        prof = calibrate(procs, mode=args.mode, progress=not args.no_progress, powers=powers or None, name=args.name,
+                         models=graphs)
     if out is not None:
         save_profile(prof, out)
         print(f"wrote {out}")
@@ -111,9 +135,9 @@ def run(args) -> int:
     for line in repeat_check_lines(prof):
         print(line)
     if args.validate:
-        models = [m.strip() for m in args.validate_models.split(",") if m.strip()]
+        models = [g.name for g in vgraphs]
         cfg = MODES[args.mode]
-        vrows = validate(prof, models, processors=procs, passes=cfg["zoo_passes"], budget_s=cfg["zoo_budget_s"],
+        vrows = validate(prof, vgraphs, processors=procs, passes=cfg["zoo_passes"], budget_s=cfg["zoo_budget_s"],
                          progress=not args.no_progress)
         table = [[s["processor"], s["variant"], str(s["blocks"]), f"{s['within_pct']:.0f}%", f"{s['mape_pct']:.1f}",
                   f"{s['median_abs_err_pct']:.1f}", f"{s['measured_total_ms']:.2f}", f"{s['predicted_total_ms']:.2f}"]

@@ -59,9 +59,9 @@ import numpy as np
 from deepx_opt.cost_models.latency import LatencyModel, OpWork, block_works, model_shapes, op_work
 from deepx_opt.cost_models.power import calibrate_power
 from deepx_opt.cost_models.profile import DeviceProfile, Link, Processor, load_profile, save_profile
-from deepx_opt.errors import CostModelError, ProfileError
+from deepx_opt.errors import CostModelError, InputError, ProfileError
 
-__all__ = ["MODES", "Sample", "BlockSample", "op_grid", "benchmark_ops", "calibrate", "validate", "ValidationRow",
+__all__ = ["MODES", "calibration_models", "Sample", "BlockSample", "op_grid", "benchmark_ops", "calibrate", "validate", "ValidationRow",
            "fit_latency_models", "fit_lowrank_table", "fit_data", "leave_one_model_out", "repredict", "timing_variant",
            "measure_model_blocks", "model_block_works", "repeat_check", "timing_variants", "summarize_validation", "host_profile", "machine_key",
            "cache_dir", "DEFAULT_POWER_W"]
@@ -1023,9 +1023,44 @@ def _default_processors() -> list[str]:
     return available_backends()
 
 
+def calibration_models(specs: Sequence[Any], default: Sequence[str] = ZOO_MODELS) -> list[Any]:
+    """The models calibration (or validation) runs whole, from zoo names, ONNX paths and ModelGraphs.
+
+    The string ``"zoo"`` stands for the ``default`` zoo models. A model read from a file is named after the
+    file (``my_net.onnx`` → ``my_net``: exporters give every graph the same name, e.g. ``main_graph``), a
+    zoo model by its zoo name (``zoo:SVHN`` → ``svhn``). Raises :class:`~deepx_opt.errors.ModelLoadError` for a string that is neither a
+    file nor a zoo model, and :class:`~deepx_opt.errors.InputError` when two models share a name (their
+    samples would be mistaken for one model's).
+
+    >>> [g.name for g in calibration_models(["zoo", "digits_mlp"], default=("svhn",))]
+    ['svhn', 'digits_mlp']
+    """
+    from deepx_opt.graphs import is_model_path, load_model
+    from deepx_opt.zoo import canonical_name as zoo_name, is_zoo_name
+
+    graphs: list[Any] = []
+    for spec in specs:
+        if not isinstance(spec, str):
+            graphs.append(spec)
+        elif spec.strip().lower() == "zoo":
+            graphs += [load_model(m) for m in default]
+        else:
+            spec = spec.strip()
+            name = Path(spec).stem if is_model_path(spec) else zoo_name(spec) if is_zoo_name(spec) else None
+            graphs.append(load_model(spec, name=name))  # neither a file nor a zoo name: raises, naming both
+    seen: dict[str, int] = {}
+    for g in graphs:
+        seen[g.name] = seen.get(g.name, 0) + 1
+    dup = sorted(n for n, k in seen.items() if k > 1)
+    if dup:
+        raise InputError(f"models to calibrate must have distinct names; given more than once: {', '.join(dup)} "
+                         "(rename a file, or list each model once)")
+    return graphs
+
+
 def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default", progress: bool | Callable = True,
               powers: dict[str, tuple[float, float]] | None = None, name: str | None = None,
-              zoo_models: Sequence[str] | None = None, nvml: bool = True) -> DeviceProfile:
+              models: Sequence[Any] | None = None, nvml: bool = True) -> DeviceProfile:
     """Benchmark the processors of this machine and return a fitted :class:`DeviceProfile`.
 
     Parameters
@@ -1037,9 +1072,11 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
         A plain-text progress bar on stderr (or a callable ``(label, i, n, note)``).
     powers : mapping processor → (active W, idle W), optional
         Modelled powers overriding :data:`DEFAULT_POWER_W`.
-    zoo_models : sequence of str, optional
-        Zoo models run whole by the runtime executor (dense and at the mode's rank fractions); their blocks
-        are in-model samples of the fit (default: the mode's; ``()`` fits on the grid alone).
+    models : sequence of str or ModelGraph, optional
+        Models run whole by the runtime executor (dense and at the mode's rank fractions); their blocks are
+        in-model samples of the fit, so a model of one's own timed here is predicted as well as the zoo's
+        (see :func:`calibration_models`: zoo names, ONNX paths, ``"zoo"`` for the mode's zoo models; default:
+        the mode's zoo models; ``()`` fits on the grid alone).
     nvml : bool
         Measure an NVIDIA GPU's active power from NVML when available.
 
@@ -1058,14 +1095,7 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
     names = list(dict.fromkeys(names))
     prog = progress if callable(progress) else _Progress(bool(progress))
     cases = op_grid(cfg["grid"])
-    zoo_graphs = []
-    if zoo_models is None:
-        zoo_models = cfg["zoo"]
-    if zoo_models:
-        from deepx_opt import zoo
-        from deepx_opt.graphs import load_onnx
-
-        zoo_graphs = [load_onnx(zoo.build(m)) for m in zoo_models]
+    zoo_graphs = calibration_models(cfg["zoo"] if models is None else models, default=cfg["zoo"])
     procs: list[Processor] = []
     links: list[Link] = []
     meta: dict[str, Any] = {"calibration": {"mode": mode, "timing_stat": TIMING_STAT, "machine": machine_key(),
@@ -1100,7 +1130,7 @@ def calibrate(processors: Sequence[str] | None = None, *, mode: str = "default",
         meta["calibration"]["processors"][pname] = {
             "device": desc, "samples": len(samples) + len(blocks), "seconds": round(time.perf_counter() - t0, 1),
             "block_overhead_us": round(overhead_us, 3), "blas_parallel_flops": parallel_flops,
-            "zoo_models": [g.name for g in zoo_graphs], "zoo_rank_fractions": list(cfg["fractions"]),
+            "models": [g.name for g in zoo_graphs], "zoo_rank_fractions": list(cfg["fractions"]),
             "repeat_check": check,
             "samples_table": [[s.work.kind, s.work.op_type, s.work.flops, s.work.bytes, round(s.latency_us, 2),
                                s.source] for s in samples]
@@ -1185,15 +1215,7 @@ def validate(profile: DeviceProfile, models: Sequence[str] | Sequence[Any], *, p
     from deepx_opt.cost_models.latency import predict_works_us
 
     prog = progress if callable(progress) else _Progress(bool(progress))
-    graphs = []
-    for m in models:
-        if isinstance(m, str):
-            from deepx_opt import zoo
-            from deepx_opt.graphs import load_onnx
-
-            graphs.append(load_onnx(zoo.build(m)))
-        else:
-            graphs.append(m)
+    graphs = calibration_models(models)
     if processors is not None:
         from deepx_opt.runtime.backends.base import canonical_processor_name
 

@@ -4,11 +4,11 @@
 """
 
 from deepx_opt.graphs.model_graph import ModelGraph, OpSpec, TensorInfo, layer_table, totals
-from deepx_opt.graphs.onnx_import import load_onnx, read_model
+from deepx_opt.graphs.onnx_import import is_model_path, load_model, load_onnx, read_model
 from deepx_opt.graphs.ops import supported_ops
 
 __all__ = [
-    "ModelGraph", "OpSpec", "TensorInfo", "layer_table", "totals", "load_onnx", "read_model", "supported_ops",
+    "ModelGraph", "OpSpec", "TensorInfo", "layer_table", "totals", "load_onnx", "load_model", "is_model_path", "read_model", "supported_ops",
     "candidates", "CandidateGraph", "LayerOption", "select_ranks", "apply_ranks",
 ]
 

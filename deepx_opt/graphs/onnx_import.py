@@ -30,7 +30,7 @@ from deepx_opt.errors import ModelLoadError, ShapeInferenceError, UnsupportedOpE
 from deepx_opt.graphs.model_graph import ModelGraph, OpSpec, TensorInfo
 from deepx_opt.graphs.ops import LowerContext, get_lowering, infer_op, op_flops, op_kind
 
-__all__ = ["load_onnx", "read_model", "MIN_OPSET", "MAX_OPSET"]
+__all__ = ["load_onnx", "load_model", "is_model_path", "read_model", "MIN_OPSET", "MAX_OPSET"]
 
 MIN_OPSET, MAX_OPSET = 7, 21
 
@@ -41,6 +41,29 @@ _EPILOGUE_OPS = {
 }
 # Shape-only ops that may also lead a block, but are folded into their producer whenever they can be.
 _WEIGHTED_OPS = {"Conv", "Gemm", "MatMul"}
+
+
+def is_model_path(spec: str) -> bool:
+    """True when a model argument names a file (it exists, ends in ``.onnx`` or has a ``/``), not a zoo model."""
+    return Path(spec).exists() or str(spec).endswith(".onnx") or "/" in str(spec)
+
+
+def load_model(spec: str, *, input_shapes: Mapping[str, Sequence[int]] | None = None,
+               outputs: Sequence[str] | None = None, name: str | None = None) -> ModelGraph:
+    """Import a model given as an ONNX file path or a zoo name (``"svhn"``, ``"zoo:AlexNet"``).
+
+    A path is read as :func:`load_onnx` reads it (``name`` default: the graph's name); a zoo model is built
+    first (``name`` default: ``spec``). Raises :class:`ModelLoadError` for a string that is neither, naming
+    the zoo models.
+    """
+    if is_model_path(spec):
+        return load_onnx(Path(spec), input_shapes=input_shapes, outputs=outputs, name=name)
+    from deepx_opt import zoo
+
+    if zoo.is_zoo_name(spec):
+        return load_onnx(zoo.build(spec), input_shapes=input_shapes, outputs=outputs, name=name or spec)
+    names = ", ".join(e.name for e in zoo.list_models())
+    raise ModelLoadError(f"model {spec!r} is neither an existing file nor a zoo model; zoo models: {names}")
 
 
 def read_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:

@@ -39,3 +39,40 @@ def test_calibrate_validate_prints_the_table_and_the_repeatability_ceiling(tmp_p
     # the ceiling row: digits_mlp's 4 dense blocks, timed by calibration (quick mode samples the zoo) and again
     ceiling = text.split("repeatability:", 1)[1]
     assert any(line.split()[:2] == ["cpu", "4"] for line in ceiling.splitlines())
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "data"
+
+
+def test_calibrate_times_a_models_own_onnx_file_and_validates_it(tmp_path, capsys):
+    """--models adds a model of one's own (an ONNX file, named after the file) to the models calibration runs
+    whole: its blocks become in-model samples of the fit, and --validate-models takes files too."""
+    own = str(DATA / "torch_resnet_tiny.onnx")
+    out = tmp_path / "host.json"
+    assert main(["calibrate", "--processors", "cpu", "--quick", "--no-progress", "--models", f"digits_mlp,{own}",
+                 "--validate", "--validate-models", own, "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "validation on torch_resnet_tiny" in text
+    cal = load_profile(out).meta["calibration"]["processors"]["cpu"]
+    assert cal["models"] == ["digits_mlp", "torch_resnet_tiny"]
+    timed = {(m, layer) for m, layer, *_ in cal["fit_data"]["blocks"]}
+    assert ("torch_resnet_tiny", "/layer1/dw/Conv") in timed and ("digits_mlp", "fc1") in timed
+    # the ceiling row: the file's 10 dense blocks, timed by calibration and again by validation
+    ceiling = text.split("repeatability:", 1)[1]
+    assert any(line.split()[:2] == ["cpu", "10"] for line in ceiling.splitlines())
+
+
+def test_calibrate_refuses_bad_model_lists_before_benchmarking(tmp_path, capsys):
+    out = tmp_path / "x.json"
+    cases = [
+        (["--models", "digits_mlp,no_such_model"], "'no_such_model' is neither an existing file nor a zoo model"),
+        (["--models", str(tmp_path / "missing.onnx")], "missing.onnx"),
+        (["--models", "digits_mlp,zoo:digits_mlp"], "distinct names"),
+        (["--models", " , "], "--models is empty"),
+        (["--validate", "--validate-models", "nope"], "'nope' is neither"),
+        (["--cache", "--models", "digits_mlp"], "--models does not apply to --cache"),
+    ]
+    for extra, message in cases:
+        assert main(["calibrate", "--processors", "cpu", "--quick", "--no-progress", "-o", str(out), *extra]) == 2
+        assert message in capsys.readouterr().err, extra
+        assert not out.exists()

@@ -72,11 +72,11 @@ def test_profile_show_prints_the_calibration_repeat_check(tmp_path, capsys):
 
     p = load_profile("tegrak1")
     p.meta["calibration"] = {"processors": {"gpu": {"repeat_check": {
-        "processor": "gpu", "blocks": 39, "within_pct": 51.0, "drift": 1.08, "within_after_drift_pct": 70.0}}}}
+        "processor": "gpu", "blocks": 39, "within_pct": 100 * 20 / 39, "drift": 1.08, "within_after_drift_pct": 70.0}}}}
     save_profile(p, tmp_path / "p.json")
     assert main(["profile", "show", str(tmp_path / "p.json")]) == 0
     out = capsys.readouterr().out
-    assert "repeat check gpu: 51% of 39 dense zoo blocks within ±10%" in out and "(drift 1.08)" in out
+    assert "repeat check gpu: 20 of 39 dense blocks (51.3%) within ±10%" in out and "(drift 1.08)" in out
     assert "warning: the calibration of gpu did not repeat" in out
     assert main(["profile", "show", "tegrak1"]) == 0  # a built-in profile has no calibration: no such line
     assert "repeat check" not in capsys.readouterr().out

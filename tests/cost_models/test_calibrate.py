@@ -46,7 +46,7 @@ ZOO = ("digits_mlp", "digits_cnn", "speakerid")
 
 @pytest.fixture(scope="module")
 def cpu_profile():
-    return calibrate(["cpu"], mode="quick", progress=False, zoo_models=ZOO)
+    return calibrate(["cpu"], mode="quick", progress=False, models=ZOO)
 
 
 def test_grid_covers_every_calibrated_kind():
@@ -113,7 +113,7 @@ def test_quick_calibration_cpu(cpu_profile, tmp_path):
 
 def test_quick_calibration_opencl():
     name = _opencl_name()
-    p = calibrate([name], mode="quick", progress=False, zoo_models=("digits_mlp",))
+    p = calibrate([name], mode="quick", progress=False, models=("digits_mlp",))
     assert p.processor_names == ["cpu", name]  # the host joins for the link, uncalibrated
     assert p.processor("cpu").latency_models == {}
     proc = p.processor(name)
@@ -217,7 +217,8 @@ def test_calibration_times_its_dense_blocks_again_and_says_how_well_they_repeat(
     assert check["processor"] == "cpu" and check["blocks"] == len(dense) > 0
     assert 0 <= check["within_pct"] <= 100 and 0 <= check["within_after_drift_pct"] <= 100 and check["drift"] > 0
     lines = repeat_check_lines(cpu_profile)
-    assert lines[0].startswith(f"repeat check cpu: {check['within_pct']:.0f}% of {len(dense)} dense zoo blocks")
+    n_in = round(check["within_pct"] * len(dense) / 100)
+    assert lines[0].startswith(f"repeat check cpu: {n_in} of {len(dense)} dense blocks ({check['within_pct']:.1f}%)")
     busy = copy.deepcopy(cpu_profile)
     busy.meta["calibration"]["processors"]["cpu"]["repeat_check"]["within_pct"] = 40.0
     assert any(ln.startswith("warning: the calibration of cpu did not repeat") for ln in repeat_check_lines(busy))
