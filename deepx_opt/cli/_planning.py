@@ -6,7 +6,7 @@ and calibration files), so `deepx run PLAN.json` can rebuild the very model it w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,23 @@ class PlanningSetup:
     profile: Any
     meta: dict
     skipped: dict
+    notes: list = field(default_factory=list)
+
+
+def uncalibrated_notes(model, profile, spec: str, processors: list[str] | None) -> list[str]:
+    """One line per group of calibrated processors whose calibration never timed some of ``model``'s blocks
+    inside a model (``cost_models.calibrate.uncalibrated_blocks``), saying how to time them."""
+    from deepx_opt.cost_models.calibrate import uncalibrated_blocks
+
+    by_count: dict[int, list[str]] = {}
+    for proc, blocks in uncalibrated_blocks(profile, model).items():
+        if blocks and (processors is None or proc in processors):
+            by_count.setdefault(len(blocks), []).append(proc)
+    n = len(model.layers())
+    return [f"note: {k} of {n} blocks of {model.name} were never timed inside a model when {', '.join(ps)} "
+            f"{'was' if len(ps) == 1 else 'were'} calibrated; they are priced from the grid and other models' blocks, "
+            f"which for a held-out model is often off by 20-40 % (docs/cost_models.md); `deepx calibrate --models "
+            f"zoo,{spec} -o PROFILE.json` times them in context" for k, ps in sorted(by_count.items(), reverse=True)]
 
 
 def _resolve_profile(spec: str, processors: list[str] | None):
@@ -174,4 +191,5 @@ def setup_from_args(args, *, progress=None) -> PlanningSetup:
         "max_accuracy_loss": args.max_accuracy_loss,
         "accuracy_estimator": None if args.no_compression else cands.estimator.summary().get("method"),
     }
-    return PlanningSetup(model=model, candidates=cands, problem=problem, profile=profile, meta=meta, skipped=skipped)
+    return PlanningSetup(model=model, candidates=cands, problem=problem, profile=profile, meta=meta, skipped=skipped,
+                         notes=uncalibrated_notes(model, profile, args.model, procs))

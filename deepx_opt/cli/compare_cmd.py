@@ -29,6 +29,8 @@ def run(args) -> int:
     out = check_output_path(args.out, args.force) if args.out else None
     say = None if args.json else (lambda m: print(f"[deepx compare] {m}", file=sys.stderr, flush=True))
     setup = setup_from_args(args, progress=say)
+    for line in setup.notes if say else ():
+        say(line)
     names = [s.strip() for s in args.solvers.split(",")] if args.solvers else None
     rows = compare_problem(setup.problem, names, time_limit_s=args.time_limit, progress=say)
     doc = {"model": setup.model.name, "profile": setup.profile.name, "goal": setup.problem.goal,

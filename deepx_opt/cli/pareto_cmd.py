@@ -61,6 +61,8 @@ def run(args) -> int:
             print(f"[deepx pareto] {msg}", file=sys.stderr, flush=True)
 
     setup = setup_from_args(args, progress=say)
+    for line in setup.notes:
+        say(line)
     prob = setup.problem
     say(f"sweeping {args.points} {args.sweep} budgets on {len(prob.layers)} layers × {len(prob.processors)} processors "
         f"with {args.solver}")

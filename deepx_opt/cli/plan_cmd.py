@@ -47,6 +47,8 @@ def run(args) -> int:
     print_plan_summary(plan, setup.problem)
     for p, kinds in sorted(setup.skipped.items()):
         print(f"note: {p} cannot run {', '.join(sorted(kinds))} (profile {setup.profile.name}); those layers avoid it")
+    for line in setup.notes:
+        print(line)
     if out:
         print(f"plan written to {out}")
     return 0

@@ -63,7 +63,7 @@ from deepx_opt.errors import CostModelError, InputError, ProfileError
 
 __all__ = ["MODES", "calibration_models", "Sample", "BlockSample", "op_grid", "benchmark_ops", "calibrate", "validate", "ValidationRow",
            "fit_latency_models", "fit_lowrank_table", "fit_data", "leave_one_model_out", "repredict", "timing_variant",
-           "measure_model_blocks", "model_block_works", "repeat_check", "timing_variants", "summarize_validation", "host_profile", "machine_key",
+           "measure_model_blocks", "model_block_works", "uncalibrated_blocks", "repeat_check", "timing_variants", "summarize_validation", "host_profile", "machine_key",
            "cache_dir", "DEFAULT_POWER_W"]
 
 #: Settings per mode: warm-up runs, timed runs, grid size, zoo models run whole by the executor (their blocks
@@ -984,6 +984,28 @@ def fit_parallel_flops(profile: DeviceProfile, processor: str) -> float | None:
     """The BLAS threading threshold calibration measured for ``processor`` (:func:`blas_parallel_flops`)."""
     v = _fit_data_dict(profile, processor).get("parallel_flops")
     return float(v) if v else None
+
+
+def _block_signature(works: Iterable[OpWork]) -> tuple:
+    return tuple((w.kind, w.variant, w.op_type, tuple(w.dims), round(w.flops), round(w.bytes)) for w in works)
+
+
+def uncalibrated_blocks(profile: DeviceProfile, model: Any) -> dict[str, list[str]]:
+    """Per calibrated processor of ``profile``, the blocks of ``model`` (dense) that its calibration never timed
+    inside a model: no in-model sample (``fit_data``) does the same steps on the same shapes. Those are priced
+    from the grid and from other models' blocks, as a held-out model is (leave-one-model-out: far less often
+    within ±10 %); ``deepx calibrate --models zoo,MODEL.onnx`` times them in context. Processors without
+    stored samples (built-in profiles, hand-written ones) are left out."""
+    works = model_block_works(model)
+    out: dict[str, list[str]] = {}
+    for proc in profile.processors:
+        fd = _fit_data_dict(profile, proc.name)
+        if not fd or not fd.get("blocks"):
+            continue
+        seen = {_block_signature(_work_from(w) for w in ws) for _m, _lay, var, ws, _t in fd["blocks"]
+                if var == "dense"}
+        out[proc.name] = [v for v, ws in works.items() if ws and _block_signature(ws) not in seen]
+    return out
 
 
 def _link_samples(backend: Any, sizes: Sequence[int], warmup: int, reps: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
 """`deepx calibrate` through the real CLI entry point (quick mode, numpy backend)."""
 
 import json
+from pathlib import Path
 
 from deepx_opt.cli import main
 from deepx_opt.cost_models import load_profile
@@ -41,7 +42,7 @@ def test_calibrate_validate_prints_the_table_and_the_repeatability_ceiling(tmp_p
     assert any(line.split()[:2] == ["cpu", "4"] for line in ceiling.splitlines())
 
 
-DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def test_calibrate_times_a_models_own_onnx_file_and_validates_it(tmp_path, capsys):
@@ -60,6 +61,16 @@ def test_calibrate_times_a_models_own_onnx_file_and_validates_it(tmp_path, capsy
     # the ceiling row: the file's 10 dense blocks, timed by calibration and again by validation
     ceiling = text.split("repeatability:", 1)[1]
     assert any(line.split()[:2] == ["cpu", "10"] for line in ceiling.splitlines())
+    # planning a model says which of its blocks that calibration never timed in context, and how to time them
+    plan = ["plan", "--profile", str(out), "--latency-budget", "50", "--no-compression"]
+    assert main([*plan[:1], own, *plan[1:]]) == 0
+    assert "never timed" not in capsys.readouterr().out
+    assert main([*plan[:1], "digits_cnn", *plan[1:]]) == 0
+    note = [ln for ln in capsys.readouterr().out.splitlines() if "never timed" in ln]
+    # its softmax has the shape of digits_mlp's, timed in context; its other blocks do not
+    assert len(note) == 1 and note[0].startswith("note: 5 of 6 blocks of digits_cnn were never timed inside a "
+                                                 "model when cpu was calibrated")
+    assert "deepx calibrate --models zoo,digits_cnn -o PROFILE.json" in note[0]
 
 
 def test_calibrate_refuses_bad_model_lists_before_benchmarking(tmp_path, capsys):

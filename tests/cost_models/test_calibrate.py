@@ -1,6 +1,7 @@
 """Calibration on the real backends (numpy and OpenCL/PoCL) in quick mode; validation against measured blocks."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from deepx_opt.cost_models.calibrate import (
 from deepx_opt.errors import BackendUnavailableError, CostModelError
 
 REQUIRE_OPENCL = os.environ.get("DEEPX_REQUIRE_OPENCL", "") == "1"
+DATA = Path(__file__).resolve().parents[1] / "data"
 CALIBRATED_KINDS = {"gemm", "conv", "dwconv", "elementwise", "pool", "lrn", "softmax", "concat", "reshape", "pad"}
 
 
@@ -299,3 +301,30 @@ def test_local_correction_kernel_chosen_by_cross_validation_over_zoo_runs():
     inmodel = [((b.model, b.variant), b.works[0], b.latency_us) for b in blocks]
     bw, cs = choose_local_correction(plain, inmodel, blocks, 0.0)
     assert (bw, cs) == (chosen["bandwidth"], chosen["context_scale"])
+
+
+def test_uncalibrated_blocks_are_those_no_calibrated_model_ran(cpu_profile):
+    """A block counts as calibrated when some calibrated model ran the same steps on the same shapes."""
+    from deepx_opt.cost_models import load_profile
+    from deepx_opt.cost_models.calibrate import calibration_models, uncalibrated_blocks
+
+    mlp, cnn, resnet = calibration_models(["digits_mlp", "digits_cnn", str(DATA / "torch_resnet_tiny.onnx")])
+    assert uncalibrated_blocks(cpu_profile, mlp) == {"cpu": []}
+    assert uncalibrated_blocks(cpu_profile, cnn) == {"cpu": []}
+    assert uncalibrated_blocks(cpu_profile, resnet) == {"cpu": list(resnet.layers())}
+    assert uncalibrated_blocks(load_profile("tegrak1"), mlp) == {}  # no calibration samples: nothing to say
+
+
+def test_calibration_models_names_files_after_themselves_and_refuses_duplicates():
+    from deepx_opt.cost_models.calibrate import calibration_models
+    from deepx_opt.errors import InputError, ModelLoadError
+
+    # both files' graphs are named "main_graph" by the exporter
+    graphs = calibration_models([str(DATA / "torch_resnet_tiny.onnx"), str(DATA / "torch_resnet_tiny_dynamo.onnx"),
+                                 "zoo:Digits_MLP"])
+    assert [g.name for g in graphs] == ["torch_resnet_tiny", "torch_resnet_tiny_dynamo", "digits_mlp"]
+    with pytest.raises(InputError, match="distinct names; given more than once: digits_mlp"):
+        calibration_models(["zoo", "digits_mlp"], default=("digits_mlp",))
+    with pytest.raises(ModelLoadError, match="'nope' is neither an existing file nor a zoo model; zoo models: "):
+        calibration_models(["nope"])
+
