@@ -73,7 +73,7 @@ __all__ = ["MODES", "calibration_models", "Sample", "BlockSample", "op_grid", "b
 #: pass (:data:`MAX_ZOO_REPS`). On the 16-core H200 host a whole model run is slower or faster by up to 1.7×
 #: from one pass to the next; two disjoint sets of k passes agreed within ±10 % for 86–91 % of blocks at
 #: k = 3 and 93–96 % at k = 6 (four zoo models, 16 interleaved rounds), hence 6 passes in default mode.
-ZOO_MODELS = ("digits_mlp", "digits_cnn", "svhn", "speakerid", "audioscene", "alexnet")
+ZOO_MODELS = ("digits_mlp", "digits_cnn", "svhn", "speakerid", "audioscene", "alexnet", "edgenet")
 MODES = {
     "quick": {"warmup": 1, "reps": 3, "grid": "small", "zoo": ZOO_MODELS, "fractions": (None, 0.35),
               "zoo_reps": 5, "zoo_passes": 1, "zoo_budget_s": 0.01},
@@ -109,7 +109,7 @@ class _OpCase:
 
 
 #: Bumped whenever what calibration measures or fits changes, so cached host profiles are re-made.
-CALIBRATION_METHOD_VERSION = 17
+CALIBRATION_METHOD_VERSION = 18
 
 def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
     p = k // 2 if pad is None else pad
@@ -451,7 +451,10 @@ def timing_variant(model: Any, fraction: float | None, rng: np.random.Generator 
     g = apply_ranks(model, ranks, factorizers_=fzs, shape_only=True)
     rng = rng or np.random.default_rng(0)
     for t, w in list(g.weights.items()):
-        if t not in model.weights or not w.flags.writeable:
+        own = model.weights.get(t)
+        if own is not None and own.shape == w.shape:
+            g.weights[t] = own  # the model's own values (a BatchNorm variance must stay positive)
+        elif t not in model.weights or not w.flags.writeable:
             g.weights[t] = (0.05 * rng.standard_normal(w.shape)).astype(w.dtype)
     return g
 

@@ -44,6 +44,14 @@ Other synthetic models
     MobileNet v1, width 1.0, 224 input (Howard et al. 2017): conv 3×3/2 32, then 13 depthwise-separable
     blocks (depthwise 3×3 conv with group = channels, BN, ReLU6; pointwise 1×1, BN, ReLU6), global
     average pool, FC 1000 (logits). ReLU6 is ``Clip(0, 6)``. 4,231,976 trainable parameters, 1.14 GFLOP.
+``edgenet``
+    A CIFAR-size (32×32×3) edge CNN with one block of each modern kind: conv 3×3/2 24, BN, ReLU;
+    depthwise-separable (depthwise 3×3, BN, ReLU6; pointwise 1×1 48, BN, ReLU); a residual basic block (two
+    conv 3×3 48 with BN, identity shortcut, ``Add``, ReLU); a strided one (conv 3×3/2 96 and conv 3×3 96,
+    projection shortcut conv 1×1/2 96 with BN, ``Add``, ReLU); global average pool, FC 10, Softmax.
+    174,442 parameters, 0.039 GFLOP. Calibration runs it beside the paper's models
+    (``cost_models.calibrate.ZOO_MODELS``): none of those has a depthwise conv, a residual ``Add``, a
+    strided 1×1 conv or a global pool inside it, and small enough to cost the default calibration seconds.
 
 Trained models (real data, see :mod:`deepx_opt.zoo.digits`)
 -----------------------------------------------------------
@@ -156,6 +164,23 @@ def _mobilenet(b: NetBuilder) -> str:
     return b.gemm(x, 1000, name="fc")
 
 
+def _edgenet(b: NetBuilder) -> str:
+    """A CIFAR-size edge CNN with one block of each modern kind: depthwise-separable (MobileNet), residual
+    (ResNet basic block, identity shortcut), strided residual with a 1×1 projection shortcut, global pooling."""
+    x = _conv_bn(b, "input", 24, 3, stride=2, name="conv1")  # 32×32 → 16×16
+    y = b.relu6(b.batchnorm(b.conv(x, 24, 3, pad=1, group=24, bias=False, name="sep.dw"), name="sep.dw.bn"))
+    x = _conv_bn(b, y, 48, 1, name="sep.pw")
+    y = _conv_bn(b, x, 48, 3, name="res1.conv1")
+    y = _conv_bn(b, y, 48, 3, relu=False, gamma=0.2, name="res1.conv2")
+    x = b.relu(b.add(y, x, name="res1.add"))
+    y = _conv_bn(b, x, 96, 3, stride=2, name="res2.conv1")  # 16×16 → 8×8
+    y = _conv_bn(b, y, 96, 3, relu=False, gamma=0.2, name="res2.conv2")
+    shortcut = _conv_bn(b, x, 96, 1, stride=2, relu=False, name="res2.downsample")
+    x = b.relu(b.add(y, shortcut, name="res2.add"))
+    x = b.flatten(b.global_avgpool(x, name="avgpool"), name="flatten")
+    return b.softmax(b.gemm(x, 10, name="fc"))
+
+
 # ----------------------------------------------------------------------------------- trained models
 def _digits_mlp(b: NetBuilder) -> str:
     w = load_trained("digits_mlp")[0] if b.materialize else {}
@@ -195,6 +220,8 @@ SPECS: dict[str, ModelSpec] = {
                   (1, 3, 224, 224), _resnet((3, 4, 23, 3))),
         ModelSpec("mobilenetlike", "MobileNet v1 (width 1.0): depthwise-separable convs, BN, ReLU6",
                   (1, 3, 224, 224), _mobilenet),
+        ModelSpec("edgenet", "Edge CNN 32x32: a depthwise-separable, a residual and a strided residual block "
+                  "(1x1 shortcut), BN, global average pool, 10 classes", (1, 3, 32, 32), _edgenet),
         ModelSpec("digits_mlp", "MLP 64-256-128-10 trained on sklearn digits (real data)", (1, 64), _digits_mlp,
                   trained=True),
         ModelSpec("digits_cnn", "CNN conv16-conv32-pool-FC64-10 trained on sklearn digits (real data)",

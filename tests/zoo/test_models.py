@@ -30,6 +30,7 @@ PARAM_RANGES = {
     "resnet50like": (25.0e6, 26.0e6),
     "resnet101like": (44.0e6, 45.0e6),
     "mobilenetlike": (4.0e6, 4.5e6),
+    "edgenet": (170e3, 180e3),
     "digits_mlp": (50e3, 52e3),
     "digits_cnn": (30e3, 50e3),
 }
@@ -262,6 +263,24 @@ def test_mobilenetlike_has_depthwise_convs():
     bounds = {k: v for k, v in initializers(model).items() if k.startswith("relu6.")}
     assert {k: (v.shape, float(v)) for k, v in bounds.items()} == {"relu6.min": ((), 0.0), "relu6.max": ((), 6.0)}
     assert zoo.get_entry("mobilenetlike").params == 4_231_976  # MobileNet v1 1.0-224, trainable
+
+
+def test_edgenet_has_one_block_of_each_kind():
+    """A depthwise-separable block, a residual block and a strided one with a 1×1 projection shortcut, global
+    pooling: the kinds calibration times inside a model through it (cost_models.calibrate.ZOO_MODELS)."""
+    model = built("edgenet")
+    shapes = _shapes(model)
+    convs = {n.name: n for n in model.graph.node if n.op_type == "Conv"}
+
+    def attr(n, name):
+        return next(onnx.helper.get_attribute_value(a) for a in n.attribute if a.name == name)
+
+    assert [k for k, n in convs.items() if attr(n, "group") > 1] == ["sep.dw"]
+    assert attr(convs["res2.downsample"], "kernel_shape") == [1, 1] and attr(convs["res2.downsample"], "strides") == [2, 2]
+    adds = [n for n in model.graph.node if n.op_type == "Add"]
+    assert [shapes[n.output[0]] for n in adds] == [(1, 48, 16, 16), (1, 96, 8, 8)]
+    assert sum(n.op_type == "GlobalAveragePool" for n in model.graph.node) == 1
+    assert zoo.get_entry("edgenet").params == 174_442
 
 
 # ------------------------------------------------------------------------------------- spectra
