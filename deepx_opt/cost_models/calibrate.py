@@ -50,6 +50,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -454,7 +455,7 @@ def timing_variant(model: Any, fraction: float | None, rng: np.random.Generator 
         own = model.weights.get(t)
         if own is not None and own.shape == w.shape:
             g.weights[t] = own  # the model's own values (a BatchNorm variance must stay positive)
-        elif t not in model.weights or not w.flags.writeable:
+        elif own is None or not w.flags.writeable:
             g.weights[t] = (0.05 * rng.standard_normal(w.shape)).astype(w.dtype)
     return g
 
@@ -1073,10 +1074,7 @@ def calibration_models(specs: Sequence[Any], default: Sequence[str] = ZOO_MODELS
             spec = spec.strip()
             name = Path(spec).stem if is_model_path(spec) else zoo_name(spec) if is_zoo_name(spec) else None
             graphs.append(load_model(spec, name=name))  # neither a file nor a zoo name: raises, naming both
-    seen: dict[str, int] = {}
-    for g in graphs:
-        seen[g.name] = seen.get(g.name, 0) + 1
-    dup = sorted(n for n, k in seen.items() if k > 1)
+    dup = sorted(n for n, k in Counter(g.name for g in graphs).items() if k > 1)
     if dup:
         raise InputError(f"models to calibrate must have distinct names; given more than once: {', '.join(dup)} "
                          "(rename a file, or list each model once)")
