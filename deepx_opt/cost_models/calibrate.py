@@ -110,7 +110,7 @@ class _OpCase:
 
 
 #: Bumped whenever what calibration measures or fits changes, so cached host profiles are re-made.
-CALIBRATION_METHOD_VERSION = 18
+CALIBRATION_METHOD_VERSION = 19
 
 def _conv_attrs(k: int, stride: int = 1, pad: int | None = None, group: int = 1) -> dict:
     p = k // 2 if pad is None else pad
@@ -190,6 +190,7 @@ def op_grid(size: str = "medium") -> list[_OpCase]:
     for s in sizes:
         cases.append(_OpCase("Relu", [s], {}))
         cases.append(_OpCase("Add", [s, s], {}))
+        cases.append(_OpCase("Add", [s, s], {"fused_activation": "Relu"}))  # a residual Add → Relu
         if big:
             cases.append(_OpCase("BatchNormalization", [s] + [(s[1],)] * 4, {"epsilon": 1e-5},
                                  [False, True, True, True, True]))

@@ -95,7 +95,7 @@ class OpWork:
 
 
 def work_variant(kind: str, op_type: str, *, rows: int = 0, pointwise: bool = False,
-                 trans_b: bool = False) -> str:
+                 trans_b: bool = False, activation: bool = False) -> str:
     """Variant of a kind of work that gets its own latency model when calibrated (profile key
     ``"kind/variant"``): ``gemm`` → ``gemv`` (one output row: batch-1 FC layers, bound by reading the weight,
     stored inputs × outputs: ``MatMul``, ``Gemm`` with ``transB=0``, as RLC's factors are), ``gemv_t`` (the
@@ -103,17 +103,22 @@ def work_variant(kind: str, op_type: str, *, rows: int = 0, pointwise: bool = Fa
     path on backends that run the weight as stored; the numpy backend re-lays every GEMM weight out to outputs ×
     inputs at load, ``Backend.gemm_weight_layout``, so there both variants take that path) or ``gemm``; ``conv`` → ``pointwise``
     (1×1, stride 1, no padding: one GEMM) or ``im2col``; other kinds → the op type (``MaxPool`` and
-    ``GlobalAveragePool`` differ, as do ``Reshape`` and ``Transpose``).
+    ``GlobalAveragePool`` differ, as do ``Reshape`` and ``Transpose``). An element-wise op carrying a fused
+    Relu/Clip (``activation``: a residual ``Add`` before its ``Relu``) is ``op_type+act``: the numpy backend
+    makes a second pass over the result, an OpenCL kernel clamps in the same pass, and neither costs what the
+    plain op does.
 
     >>> work_variant("gemm", "Gemm", rows=1), work_variant("gemm", "Gemm", rows=1, trans_b=True)
     ('gemv', 'gemv_t')
-    >>> work_variant("pool", "MaxPool")
-    'MaxPool'
+    >>> work_variant("pool", "MaxPool"), work_variant("elementwise", "Add", activation=True)
+    ('MaxPool', 'Add+act')
     """
     if kind == "gemm":
         return ("gemv_t" if trans_b else "gemv") if rows == 1 else "gemm"
     if kind == "conv":
         return "pointwise" if pointwise else "im2col"
+    if kind == "elementwise" and activation:
+        return f"{op_type}+act"
     return op_type
 
 
@@ -191,7 +196,8 @@ def op_work(op: Any, shapes: Mapping[str, Any]) -> OpWork:
         rows = int(np.prod(outs[0].shape[:-1], dtype=np.int64)) if len(outs[0].shape) > 1 else 1
     trans_b = op.op_type == "Gemm" and bool(op.attrs.get("transB", 0))
     return OpWork(kind=kind, flops=flops, bytes=nbytes, op_type=op.op_type, name=op.name or "", im2col_bytes=im2col,
-                  variant=work_variant(kind, op.op_type, rows=rows, pointwise=pointwise, trans_b=trans_b),
+                  variant=work_variant(kind, op.op_type, rows=rows, pointwise=pointwise, trans_b=trans_b,
+                                       activation=bool(op.attrs.get("fused_activation"))),
                   dims=_op_dims(kind, op, ins, outs, rows))
 
 

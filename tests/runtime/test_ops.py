@@ -176,7 +176,9 @@ def test_op_matches_onnxruntime(backend, case):
     ("Conv", [r(1, 4, 6, 6), r(5, 4, 3, 3), r(5)], conv_attrs((3, 3), p=(1, 1, 1, 1))),
     ("Gemm", [r(3, 9), r(6, 9), r(6)], dict(alpha=1.0, beta=1.0, transA=0, transB=1)),
     ("MatMul", [r(4, 9), r(9, 5)], {}),
-], ids=["conv", "gemm", "matmul"])
+    ("Add", [r(1, 4, 5, 5), r(1, 4, 5, 5)], {}),
+    ("Sub", [r(2, 7), r(7)], {}),
+], ids=["conv", "gemm", "matmul", "add-residual", "sub-broadcast"])
 def test_fused_relu_equals_op_then_relu(backend, op, inputs, attrs):
     plain = run_backend(backend, op, inputs, attrs)[0]
     fused = run_backend(backend, op, inputs, dict(attrs, fused_activation="Relu"))[0]
@@ -219,8 +221,9 @@ def test_backends_agree_on_chain(backend):
     ("Conv", [r(1, 3, 6, 6), r(3, 1, 3, 3), r(3)], conv_attrs((3, 3), p=(1, 1, 1, 1), g=3)),
     ("Gemm", [r(3, 9), r(9, 6), None], dict(alpha=2.0, beta=1.0, transA=0, transB=0)),
     ("Add", [r(2, 3, 4), r(3, 1)], {}),
+    ("Mul", [r(3, 8), r(3, 8)], {}),
     ("Sum", [r(2, 6), r(2, 6), r(6)], {}),
-], ids=["conv", "dwconv", "gemm", "add", "sum"])
+], ids=["conv", "dwconv", "gemm", "add", "mul-same", "sum"])
 def test_fused_clip_equals_op_then_clip(backend, op, inputs, attrs):
     plain = run_backend(backend, op, inputs, attrs)[0]
     fused = run_backend(backend, op, inputs, dict(attrs, fused_activation="Clip", fused_min=-0.5, fused_max=0.7))[0]

@@ -784,7 +784,11 @@ class OpenCLBackend(Backend):
         a, b = inputs[0], inputs[1]
         if a.dtype != b.dtype:
             raise InputError(f"{op_type} operands differ in dtype ({a.dtype} vs {b.dtype}) on {self.name}")
-        return [self._activate(self._binary_op(a, b, {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}[op_type]), attrs)]
+        code = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}[op_type]
+        bounds = fused_bounds(attrs)
+        if bounds is not None and a.dtype == np.float32:  # the fused Relu/Clip in the same kernel
+            return [self._binary_op(a, b, code, bounds)]
+        return [self._binary_op(a, b, code)]
 
     def _activate(self, t: CLTensor, attrs: dict) -> CLTensor:
         """A fused Relu/Clip on an element-wise result: a separate clamp pass (float32 only)."""
@@ -793,13 +797,20 @@ class OpenCLBackend(Backend):
             return t
         return self._unary([t], {"min": bounds[0], "max": bounds[1]}, "Clip")[0]
 
-    def _binary_op(self, a: CLTensor, b: CLTensor, code: int) -> CLTensor:
+    def _binary_op(self, a: CLTensor, b: CLTensor, code: int,
+                   bounds: tuple[float, float] | None = None) -> CLTensor:
+        """``a (op code) b`` with broadcasting; with ``bounds`` (float32 only) the result is clamped to them in
+        the same kernel (a fused Relu/Clip)."""
         ct = self._ctype(a.dtype)
-        i32 = np.int32
+        i32, f32 = np.int32, np.float32
         shape = tuple(np.broadcast_shapes(a.shape, b.shape))
         out = self._empty(shape, a.dtype)
         n = out.size
         if a.shape == b.shape:
+            if bounds is not None:
+                knl = self._kernel("float", "binary_same_act", [None, None, None, i32, f32, f32, i32])
+                self._launch1d(knl, n, out.buf, a.buf, b.buf, code, bounds[0], bounds[1], n)
+                return out
             knl = self._kernel("generic", "binary_same", [None, None, None, i32, i32], ctype=ct)
             self._launch1d(knl, n, out.buf, a.buf, b.buf, code, n)
             return out
@@ -814,6 +825,10 @@ class OpenCLBackend(Backend):
 
         pad = [0] * (_MAXR - rank)
         meta = list(shape) + pad + bst(a.shape) + pad + bst(b.shape) + pad
+        if bounds is not None:
+            knl = self._kernel("float", "binary_act", [None, None, None, i32, f32, f32, i32, None, i32])
+            self._launch1d(knl, n, out.buf, a.buf, b.buf, code, bounds[0], bounds[1], rank, self._meta(meta), n)
+            return out
         knl = self._kernel("generic", "binary", [None, None, None, i32, i32, None, i32], ctype=ct)
         self._launch1d(knl, n, out.buf, a.buf, b.buf, code, rank, self._meta(meta), n)
         return out

@@ -524,6 +524,33 @@ __kernel void batchnorm(__global float *out, __global const float *x, __global c
     out[gid] = (x[gid] - mean[c]) * s + bias[c];
 }
 
+/* element-wise op (0 add, 1 sub, 2 mul, 3 div) with a fused Relu/Clip: the result clamped to [lo, hi] in the
+   same pass. binary_act broadcasts through meta as the generic binary kernel does (6 = MAXR dims). */
+__kernel void binary_same_act(__global float *out, __global const float *a, __global const float *b, const int op,
+                              const float lo, const float hi, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    const float x = a[gid], y = b[gid];
+    const float r = op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : x / y;
+    out[gid] = fmin(fmax(r, lo), hi);
+}
+
+__kernel void binary_act(__global float *out, __global const float *a, __global const float *b, const int op,
+                         const float lo, const float hi, const int rank, __global const int *meta, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    int rem = gid, ia = 0, ib = 0;
+    for (int d = rank - 1; d >= 0; --d) {
+        const int c = rem % meta[d];
+        rem /= meta[d];
+        ia += c * meta[6 + d];
+        ib += c * meta[12 + d];
+    }
+    const float x = a[ia], y = b[ib];
+    const float r = op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : x / y;
+    out[gid] = fmin(fmax(r, lo), hi);
+}
+
 /* op 0 relu, 1 sigmoid, 2 tanh, 3 leaky relu (p0), 4 clip [p0, p1] */
 __kernel void unary(__global float *out, __global const float *x, const int op, const float p0,
                     const float p1, const int n) {
