@@ -89,6 +89,12 @@ def test_quick_calibration_cpu(cpu_profile, tmp_path):
     cpu = p.processor("cpu")
     assert cpu.backend == "cpu" and cpu.power_source == "modelled"
     assert {k.split("/")[0] for k in cpu.latency_models} == CALIBRATED_KINDS <= set(cpu.latency_models)
+    # the grid times a residual Add with its fused Relu apart from a plain Add (a model of its own from the
+    # default grid's six sizes on: MIN_VARIANT_SAMPLES)
+    from deepx_opt.cost_models.calibrate import _case_work
+
+    variants = [_case_work(c).variant for c in op_grid("small") if c.op_type == "Add"]
+    assert variants.count("Add+act") == variants.count("Add") == 3
     for kind, md in cpu.latency_models.items():
         kind = kind.split("/")[0]
         assert md["n_samples_"] >= 3

@@ -221,6 +221,23 @@ def test_variant_models_take_precedence_over_kind():
     assert op_work(OpSpec("MatMul", ["x", "W"], ["y"], {}), {"x": (8, 64), "W": (64, 10)}).variant == "gemm"
 
 
+def test_residual_add_with_its_relu_is_its_own_variant():
+    """Add → Relu is one executed step (the Relu fused into the Add), costed by ``elementwise/Add+act`` when the
+    profile has it and by the kind's model when not; a plain Add stays ``elementwise/Add``."""
+    ops = [OpSpec("Add", ["a", "b"], ["s"], {}, "add"), OpSpec("Relu", ["s"], ["y"], {}, "relu")]
+    shapes = {"a": (1, 16, 8, 8), "b": (1, 16, 8, 8)}
+    (w,) = block_works(ops, shapes, outputs=["y"])
+    assert (w.kind, w.variant, w.flops) == ("elementwise", "Add+act", 1024.0)
+    assert [x.variant for x in block_works(ops, shapes, outputs=["s", "y"])] == ["Add", "Relu"]  # s is read: no fusion
+    p = load_profile("tegrak1")
+    assert predict_work_us(p, "gpu", w) == pytest.approx(predict_work_us(p, "gpu", OpWork(
+        "elementwise", w.flops, w.bytes, "Add")))  # no variant model: the kind's
+    md = dict(p.processor("gpu").latency_models["elementwise"])
+    p.processor("gpu").latency_models["elementwise/Add+act"] = {**md, "coef_": [c * 3 for c in md["coef_"]]}
+    assert predict_work_us(p, "gpu", w) == pytest.approx(3 * predict_work_us(p, "gpu", OpWork(
+        "elementwise", w.flops, w.bytes, "Add")))
+
+
 def test_local_correction_pulls_towards_measured_shapes_only():
     flops, nbytes, rng = _synthetic(n=30, seed=3)
     y = 12.0 + 2e-5 * flops + 3e-4 * nbytes
