@@ -808,7 +808,7 @@ class OpenCLBackend(Backend):
         n = out.size
         if a.shape == b.shape:
             if bounds is not None:
-                knl = self._kernel("float", "binary_same_act", [None, None, None, i32, f32, f32, i32])
+                knl = self._kernel("generic", "binary_same_act", [None, None, None, i32, f32, f32, i32], ctype=ct)
                 self._launch1d(knl, n, out.buf, a.buf, b.buf, code, bounds[0], bounds[1], n)
                 return out
             knl = self._kernel("generic", "binary_same", [None, None, None, i32, i32], ctype=ct)
@@ -826,7 +826,7 @@ class OpenCLBackend(Backend):
         pad = [0] * (_MAXR - rank)
         meta = list(shape) + pad + bst(a.shape) + pad + bst(b.shape) + pad
         if bounds is not None:
-            knl = self._kernel("float", "binary_act", [None, None, None, i32, f32, f32, i32, None, i32])
+            knl = self._kernel("generic", "binary_act", [None, None, None, i32, f32, f32, i32, None, i32], ctype=ct)
             self._launch1d(knl, n, out.buf, a.buf, b.buf, code, bounds[0], bounds[1], rank, self._meta(meta), n)
             return out
         knl = self._kernel("generic", "binary", [None, None, None, i32, i32, None, i32], ctype=ct)

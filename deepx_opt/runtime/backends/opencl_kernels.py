@@ -524,33 +524,6 @@ __kernel void batchnorm(__global float *out, __global const float *x, __global c
     out[gid] = (x[gid] - mean[c]) * s + bias[c];
 }
 
-/* element-wise op (0 add, 1 sub, 2 mul, 3 div) with a fused Relu/Clip: the result clamped to [lo, hi] in the
-   same pass. binary_act broadcasts through meta as the generic binary kernel does (6 = MAXR dims). */
-__kernel void binary_same_act(__global float *out, __global const float *a, __global const float *b, const int op,
-                              const float lo, const float hi, const int n) {
-    const int gid = get_global_id(0);
-    if (gid >= n) return;
-    const float x = a[gid], y = b[gid];
-    const float r = op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : x / y;
-    out[gid] = fmin(fmax(r, lo), hi);
-}
-
-__kernel void binary_act(__global float *out, __global const float *a, __global const float *b, const int op,
-                         const float lo, const float hi, const int rank, __global const int *meta, const int n) {
-    const int gid = get_global_id(0);
-    if (gid >= n) return;
-    int rem = gid, ia = 0, ib = 0;
-    for (int d = rank - 1; d >= 0; --d) {
-        const int c = rem % meta[d];
-        rem /= meta[d];
-        ia += c * meta[6 + d];
-        ib += c * meta[12 + d];
-    }
-    const float x = a[ia], y = b[ib];
-    const float r = op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : x / y;
-    out[gid] = fmin(fmax(r, lo), hi);
-}
-
 /* op 0 relu, 1 sigmoid, 2 tanh, 3 leaky relu (p0), 4 clip [p0, p1] */
 __kernel void unary(__global float *out, __global const float *x, const int op, const float p0,
                     const float p1, const int n) {
@@ -571,27 +544,58 @@ __kernel void unary(__global float *out, __global const float *x, const int op, 
 
 GENERIC_OPS = """
 #define MAXR 6
-/* op 0 add, 1 sub, 2 mul, 3 div; meta = out dims[6], a strides[6], b strides[6] (0 where broadcast) */
+/* op 0 add, 1 sub, 2 mul, 3 div */
+inline T binop(const int op, const T x, const T y) {
+    return op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : x / y;
+}
+
+/* meta = out dims[6], a strides[6], b strides[6] (0 where broadcast): the elements of a and b that output
+   element gid reads */
+inline void bcast_index(int rem, const int rank, __global const int *meta, int *ia, int *ib) {
+    *ia = 0;
+    *ib = 0;
+    for (int d = rank - 1; d >= 0; --d) {
+        const int c = rem % meta[d];
+        rem /= meta[d];
+        *ia += c * meta[MAXR + d];
+        *ib += c * meta[2 * MAXR + d];
+    }
+}
+
+/* a fused Relu/Clip: clamped to [lo, hi] in the same pass (NaN stays NaN, as numpy's maximum keeps it) */
+inline T clamp_to(const T r, const T lo, const T hi) {
+    return r < lo ? lo : r > hi ? hi : r;
+}
+
 __kernel void binary(__global T *out, __global const T *a, __global const T *b, const int op,
                      const int rank, __global const int *meta, const int n) {
     const int gid = get_global_id(0);
     if (gid >= n) return;
-    int rem = gid, ia = 0, ib = 0;
-    for (int d = rank - 1; d >= 0; --d) {
-        const int c = rem % meta[d];
-        rem /= meta[d];
-        ia += c * meta[MAXR + d];
-        ib += c * meta[2 * MAXR + d];
-    }
-    const T x = a[ia], y = b[ib];
-    out[gid] = op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : x / y;
+    int ia, ib;
+    bcast_index(gid, rank, meta, &ia, &ib);
+    out[gid] = binop(op, a[ia], b[ib]);
 }
 
 __kernel void binary_same(__global T *out, __global const T *a, __global const T *b, const int op, const int n) {
     const int gid = get_global_id(0);
     if (gid >= n) return;
-    const T x = a[gid], y = b[gid];
-    out[gid] = op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : x / y;
+    out[gid] = binop(op, a[gid], b[gid]);
+}
+
+__kernel void binary_act(__global T *out, __global const T *a, __global const T *b, const int op, const T lo,
+                         const T hi, const int rank, __global const int *meta, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    int ia, ib;
+    bcast_index(gid, rank, meta, &ia, &ib);
+    out[gid] = clamp_to(binop(op, a[ia], b[ib]), lo, hi);
+}
+
+__kernel void binary_same_act(__global T *out, __global const T *a, __global const T *b, const int op,
+                              const T lo, const T hi, const int n) {
+    const int gid = get_global_id(0);
+    if (gid >= n) return;
+    out[gid] = clamp_to(binop(op, a[gid], b[gid]), lo, hi);
 }
 
 /* meta = out dims[6], input strides (elements) of the axis each out dim reads [6] */
