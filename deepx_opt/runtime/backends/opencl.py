@@ -800,19 +800,17 @@ class OpenCLBackend(Backend):
     def _binary_op(self, a: CLTensor, b: CLTensor, code: int,
                    bounds: tuple[float, float] | None = None) -> CLTensor:
         """``a (op code) b`` with broadcasting; with ``bounds`` (float32 only) the result is clamped to them in
-        the same kernel (a fused Relu/Clip)."""
+        the same kernel (a fused Relu/Clip: the ``*_act`` kernels, which take ``lo, hi`` after ``op``)."""
         ct = self._ctype(a.dtype)
-        i32, f32 = np.int32, np.float32
+        i32 = np.int32
+        act, act_types = ("_act", [np.float32, np.float32]) if bounds is not None else ("", [])
+        act_args = tuple(bounds or ())
         shape = tuple(np.broadcast_shapes(a.shape, b.shape))
         out = self._empty(shape, a.dtype)
         n = out.size
         if a.shape == b.shape:
-            if bounds is not None:
-                knl = self._kernel("generic", "binary_same_act", [None, None, None, i32, f32, f32, i32], ctype=ct)
-                self._launch1d(knl, n, out.buf, a.buf, b.buf, code, bounds[0], bounds[1], n)
-                return out
-            knl = self._kernel("generic", "binary_same", [None, None, None, i32, i32], ctype=ct)
-            self._launch1d(knl, n, out.buf, a.buf, b.buf, code, n)
+            knl = self._kernel("generic", f"binary_same{act}", [None, None, None, i32, *act_types, i32], ctype=ct)
+            self._launch1d(knl, n, out.buf, a.buf, b.buf, code, *act_args, n)
             return out
         rank = len(shape)
         if rank > _MAXR:
@@ -825,12 +823,8 @@ class OpenCLBackend(Backend):
 
         pad = [0] * (_MAXR - rank)
         meta = list(shape) + pad + bst(a.shape) + pad + bst(b.shape) + pad
-        if bounds is not None:
-            knl = self._kernel("generic", "binary_act", [None, None, None, i32, f32, f32, i32, None, i32], ctype=ct)
-            self._launch1d(knl, n, out.buf, a.buf, b.buf, code, bounds[0], bounds[1], rank, self._meta(meta), n)
-            return out
-        knl = self._kernel("generic", "binary", [None, None, None, i32, i32, None, i32], ctype=ct)
-        self._launch1d(knl, n, out.buf, a.buf, b.buf, code, rank, self._meta(meta), n)
+        knl = self._kernel("generic", f"binary{act}", [None, None, None, i32, *act_types, i32, None, i32], ctype=ct)
+        self._launch1d(knl, n, out.buf, a.buf, b.buf, code, *act_args, rank, self._meta(meta), n)
         return out
 
     def _sum(self, inputs, attrs):
